@@ -1,0 +1,152 @@
+//! `vouch bench import`: import throughput against anchors measured in the same run
+//! (single-core SHA-256 of the same bytes, and Kubo's `AddFile` when kubo-python is installed).
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use sha2::{Digest, Sha256};
+use vouch_dag::{Discard, Params};
+use vouch_store::Store;
+
+use crate::import::import_reader;
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Import a large file: stored and --only-hash, next to SHA-256 and Kubo.
+    Import {
+        /// Size of the generated input (e.g. 1GiB, 256MiB).
+        #[arg(long, default_value = "1GiB")]
+        size: String,
+        /// Use this file instead of generating one.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Python with kubo-python installed, and scripts/kubo/kubo.py (default: found under
+        /// the current directory's target/venv and scripts/kubo).
+        #[arg(long)]
+        kubo_python: Option<PathBuf>,
+    },
+}
+
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "KB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        u => anyhow::bail!("invalid size {s:?}: unknown unit {u:?} (use B, KiB, MiB, GiB, KB, MB, GB)"),
+    };
+    n.checked_mul(mult).with_context(|| format!("size {s:?} overflows"))
+}
+
+/// Deterministic incompressible bytes (xorshift64*), fast enough not to dominate set-up.
+fn generate(path: &Path, size: u64) -> Result<()> {
+    let mut w = BufWriter::with_capacity(1 << 20, File::create(path).with_context(|| format!("{}", path.display()))?);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for w8 in buf.chunks_exact_mut(8) {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            w8.copy_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        w.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn mbps(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / 1e6 / secs
+}
+
+pub fn run(cmd: BenchCmd) -> Result<()> {
+    let BenchCmd::Import { size, file, kubo_python } = cmd;
+    let scratch = tempfile::tempdir()?;
+    let (path, size) = match file {
+        Some(f) => {
+            let len = std::fs::metadata(&f).with_context(|| format!("{}", f.display()))?.len();
+            (f, len)
+        }
+        None => {
+            let size = parse_size(&size)?;
+            let p = scratch.path().join("input.bin");
+            eprintln!("generating {size} bytes at {}", p.display());
+            generate(&p, size)?;
+            (p, size)
+        }
+    };
+    // Warm the page cache so every contender reads from memory.
+    std::io::copy(&mut File::open(&path)?, &mut std::io::sink())?;
+    let params = Params::default();
+
+    let t = Instant::now();
+    let mut f = File::open(&path)?;
+    let mut buf = vec![0u8; params.chunk_size];
+    let mut acc = 0u8;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        acc ^= Sha256::digest(&buf[..n])[0];
+    }
+    let sha = mbps(size, t.elapsed().as_secs_f64());
+    std::hint::black_box(acc);
+
+    let t = Instant::now();
+    let root_hash = import_reader(&params, File::open(&path)?, true, &mut Discard, &|_| {})?;
+    let only_hash = mbps(size, t.elapsed().as_secs_f64());
+
+    let store = Store::open(&scratch.path().join("store"))?;
+    let t = Instant::now();
+    let mut batch = store.batch()?;
+    let root = import_reader(&params, File::open(&path)?, true, &mut batch, &|_| {})?;
+    batch.pin(root.cid);
+    batch.commit()?;
+    let stored = mbps(size, t.elapsed().as_secs_f64());
+    anyhow::ensure!(root.cid == root_hash.cid, "stored and only-hash imports disagree");
+
+    println!("import of {} MB ({}), root {}", size / 1_000_000, path.display(), root.cid);
+    println!("{:<34} {:>10}  {:>14}", "", "MB/s", "ratio");
+    println!("{:<34} {:>10.0}  {:>14}", "SHA-256, one core (anchor)", sha, "1.00x");
+    println!("{:<34} {:>10.0}  {:>13.2}x", "vouch add --only-hash", only_hash, only_hash / sha);
+    println!("{:<34} {:>10.0}  {:>13.2}x", "vouch add (stored, fsynced)", stored, stored / sha);
+    match kubo_bench(kubo_python, &path) {
+        Ok(Some((k_stored, k_only))) => {
+            println!("{:<34} {:>10.0}  {:>13.2}x", "Kubo 0.22 AddFile (stored)", k_stored, k_stored / sha);
+            println!("{:<34} {:>10.0}  {:>13.2}x", "Kubo 0.22 AddFile (only-hash)", k_only, k_only / sha);
+            println!("vouch/Kubo: stored {:.2}x, only-hash {:.2}x", stored / k_stored, only_hash / k_only);
+        }
+        Ok(None) => println!("Kubo: not measured (no target/venv with kubo-python; ./scripts/test installs it)"),
+        Err(e) => println!("Kubo: not measured: {e:#}"),
+    }
+    Ok(())
+}
+
+fn kubo_bench(python: Option<PathBuf>, file: &Path) -> Result<Option<(f64, f64)>> {
+    let python = python.unwrap_or_else(|| PathBuf::from("target/venv/bin/python"));
+    let script = PathBuf::from("scripts/kubo/kubo.py");
+    if !python.exists() || !script.exists() {
+        return Ok(None);
+    }
+    let out = std::process::Command::new(&python).arg(&script).arg("bench").arg(file).output()?;
+    anyhow::ensure!(out.status.success(), "kubo.py bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("kubo.py bench output")?;
+    let get = |k: &str| v[k].as_f64().with_context(|| format!("kubo.py bench output has no {k}"));
+    Ok(Some((get("stored_mb_s")?, get("only_hash_mb_s")?)))
+}

@@ -1,0 +1,118 @@
+//! `vouch`: a trusted WebAssembly compute node for IPFS data.
+//!
+//! Exit codes: 0 success, 1 verification failed, 2 error.
+
+mod bench;
+mod commands;
+mod demo;
+mod home;
+mod import;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Vouch: run code where the data is, and prove what ran.
+#[derive(Parser)]
+#[command(name = "vouch", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Add files or directories to the store (the CIDs `ipfs add` gives).
+    Add(commands::AddArgs),
+    /// Print the bytes of a file: CID[/path].
+    Cat { path: String },
+    /// Write a file or directory tree to disk.
+    Get {
+        path: String,
+        /// Where to write (default: the CID or last path segment, in the current directory).
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// List a directory.
+    Ls {
+        path: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Raw blocks.
+    #[command(subcommand)]
+    Block(commands::BlockCmd),
+    /// IPLD views of blocks.
+    #[command(subcommand)]
+    Dag(commands::DagCmd),
+    /// CARv1 archives.
+    #[command(subcommand)]
+    Car(commands::CarCmd),
+    /// Pins keep DAGs from garbage collection.
+    #[command(subcommand)]
+    Pin(commands::PinCmd),
+    /// Remove blocks no pin reaches.
+    Gc(JsonFlag),
+    /// The store itself.
+    #[command(subcommand)]
+    Repo(commands::RepoCmd),
+    /// End-to-end demonstration on the embedded store.
+    Demo,
+    /// Benchmarks that print ratios against anchors measured in the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+#[derive(Args)]
+struct JsonFlag {
+    #[arg(long)]
+    json: bool,
+}
+
+/// A failed verification (exit 1), as opposed to an error (exit 2).
+#[derive(Debug)]
+pub struct VerificationFailed(pub String);
+
+impl std::fmt::Display for VerificationFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for VerificationFailed {}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let home = home::Home::from_env()?;
+    match cli.command {
+        Command::Add(a) => commands::add(&home, a),
+        Command::Cat { path } => commands::cat(&home, &path),
+        Command::Get { path, output } => commands::get(&home, &path, output),
+        Command::Ls { path, json } => commands::ls(&home, &path, json),
+        Command::Block(c) => commands::block(&home, c),
+        Command::Dag(c) => commands::dag(&home, c),
+        Command::Car(c) => commands::car(&home, c),
+        Command::Pin(c) => commands::pin(&home, c),
+        Command::Gc(j) => commands::gc(&home, j.json),
+        Command::Repo(c) => commands::repo(&home, c),
+        Command::Demo => demo::run(&home),
+        Command::Bench(b) => bench::run(b),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A closed stdout (`vouch cat … | head`) is not an error worth a message.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            let msg = e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ");
+            eprintln!("Error: {msg}");
+            if e.downcast_ref::<VerificationFailed>().is_some() { ExitCode::from(1) } else { ExitCode::from(2) }
+        }
+    }
+}

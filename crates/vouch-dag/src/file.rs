@@ -1,0 +1,185 @@
+//! Building the DAG of one file: fixed-size chunks, leaves, and Kubo's balanced layout.
+//!
+//! The layout is that of `boxo/ipld/unixfs/importer/balanced`: all leaves at the same depth,
+//! every internal node holds up to `max_links` children, filled left to right; a file of one
+//! chunk is its leaf. The builder is streaming: it keeps one pending list of links per level,
+//! so memory is O(depth × max_links) whatever the file size.
+
+use std::borrow::Cow;
+
+use cid::Cid;
+
+use crate::block::{DAG_PB, RAW, cid_of};
+use crate::dagpb::{self, PbLink};
+use crate::unixfs::{DataType, UnixFs};
+use crate::{BlockSink, Params};
+
+/// A finished node of a file DAG: its CID, the file bytes under it, and its cumulative size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub cid: Cid,
+    /// File bytes under this node.
+    pub filesize: u64,
+    /// The node's block plus all blocks under it (dag-pb's `Tsize`).
+    pub tsize: u64,
+}
+
+/// Encode one chunk as a leaf block. Raw leaves are the chunk itself.
+pub fn leaf<'a>(params: &Params, chunk: &'a [u8]) -> (Node, Cow<'a, [u8]>) {
+    if params.raw_leaves {
+        let cid = cid_of(RAW, chunk, false);
+        let n = chunk.len() as u64;
+        (Node { cid, filesize: n, tsize: n }, Cow::Borrowed(chunk))
+    } else {
+        let mut u = UnixFs::new(DataType::File);
+        u.data = (!chunk.is_empty()).then_some(chunk);
+        u.filesize = Some(chunk.len() as u64);
+        let block = dagpb::encode(&[], Some(&u.encode()));
+        let cid = cid_of(DAG_PB, &block, !params.cid_v1);
+        let node = Node { cid, filesize: chunk.len() as u64, tsize: block.len() as u64 };
+        (node, Cow::Owned(block))
+    }
+}
+
+/// The balanced-layout tree builder: feed it leaves in file order, then [`finish`].
+///
+/// [`finish`]: TreeBuilder::finish
+pub struct TreeBuilder {
+    params: Params,
+    /// `levels[0]` holds leaves, `levels[i]` nodes of height i, each not yet under a parent.
+    levels: Vec<Vec<Node>>,
+}
+
+impl TreeBuilder {
+    pub fn new(params: &Params) -> Self {
+        TreeBuilder { params: params.clone(), levels: vec![Vec::new()] }
+    }
+
+    /// Add the next leaf (made by [`leaf`] and already stored by the caller).
+    pub fn push<S: BlockSink>(&mut self, node: Node, sink: &mut S) -> Result<(), S::Error> {
+        self.push_at(0, node, sink)
+    }
+
+    fn push_at<S: BlockSink>(&mut self, level: usize, node: Node, sink: &mut S) -> Result<(), S::Error> {
+        if self.levels.len() == level {
+            self.levels.push(Vec::new());
+        }
+        if self.levels[level].len() == self.params.max_links {
+            let full = std::mem::take(&mut self.levels[level]);
+            let parent = self.internal(&full, sink)?;
+            self.push_at(level + 1, parent, sink)?;
+        }
+        self.levels[level].push(node);
+        Ok(())
+    }
+
+    /// Close every level and return the root. `None` when no leaf was pushed.
+    pub fn finish<S: BlockSink>(mut self, sink: &mut S) -> Result<Option<Node>, S::Error> {
+        let mut level = 0;
+        loop {
+            let top = self.levels.len() - 1;
+            let pending = std::mem::take(&mut self.levels[level]);
+            if level == top {
+                return Ok(match pending.len() {
+                    0 => None,
+                    1 => Some(pending[0]),
+                    _ => Some(self.internal(&pending, sink)?),
+                });
+            }
+            if !pending.is_empty() {
+                // Every leaf sits at the same depth: even a lone child gets its own parent.
+                let parent = self.internal(&pending, sink)?;
+                self.levels[level + 1].push(parent);
+            }
+            level += 1;
+        }
+    }
+
+    fn internal<S: BlockSink>(&self, children: &[Node], sink: &mut S) -> Result<Node, S::Error> {
+        let mut u = UnixFs::new(DataType::File);
+        u.filesize = Some(children.iter().map(|c| c.filesize).sum());
+        u.blocksizes = children.iter().map(|c| c.filesize).collect();
+        let links: Vec<PbLink> = children.iter().map(|c| PbLink::new(c.cid, "", c.tsize)).collect();
+        let block = dagpb::encode(&links, Some(&u.encode()));
+        let cid = cid_of(DAG_PB, &block, !self.params.cid_v1);
+        sink.put(&cid, &block)?;
+        let tsize = block.len() as u64 + children.iter().map(|c| c.tsize).sum::<u64>();
+        Ok(Node { cid, filesize: u.filesize.unwrap_or(0), tsize })
+    }
+}
+
+/// Streaming import of one file: push bytes in pieces of any size, then [`finish`].
+///
+/// [`finish`]: FileImporter::finish
+pub struct FileImporter {
+    params: Params,
+    buf: Vec<u8>,
+    tree: TreeBuilder,
+}
+
+impl FileImporter {
+    pub fn new(params: &Params) -> Self {
+        FileImporter {
+            params: params.clone(),
+            buf: Vec::with_capacity(params.chunk_size),
+            tree: TreeBuilder::new(params),
+        }
+    }
+
+    pub fn write<S: BlockSink>(&mut self, mut data: &[u8], sink: &mut S) -> Result<(), S::Error> {
+        let cs = self.params.chunk_size;
+        while !data.is_empty() {
+            if self.buf.is_empty() && data.len() >= cs {
+                // Whole chunks straight from the caller's buffer: no copy.
+                let (chunk, rest) = data.split_at(cs);
+                self.emit(chunk, sink)?;
+                data = rest;
+                continue;
+            }
+            let take = (cs - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == cs {
+                let chunk = std::mem::take(&mut self.buf);
+                self.emit(&chunk, sink)?;
+                self.buf = chunk;
+                self.buf.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn emit<S: BlockSink>(&mut self, chunk: &[u8], sink: &mut S) -> Result<(), S::Error> {
+        let (node, block) = leaf(&self.params, chunk);
+        sink.put(&node.cid, &block)?;
+        self.tree.push(node, sink)
+    }
+
+    pub fn finish<S: BlockSink>(mut self, sink: &mut S) -> Result<Node, S::Error> {
+        // A trailing partial chunk, or the single empty leaf of an empty file.
+        let nothing_yet = self.tree.levels[0].is_empty() && self.tree.levels.len() == 1;
+        if !self.buf.is_empty() || nothing_yet {
+            let chunk = std::mem::take(&mut self.buf);
+            self.emit(&chunk, sink)?;
+        }
+        // Cannot be None: at least one leaf was pushed just above or before.
+        Ok(self.tree.finish(sink)?.expect("at least one leaf"))
+    }
+}
+
+/// Import a whole in-memory file.
+pub fn import_bytes<S: BlockSink>(params: &Params, data: &[u8], sink: &mut S) -> Result<Node, S::Error> {
+    let mut f = FileImporter::new(params);
+    f.write(data, sink)?;
+    f.finish(sink)
+}
+
+/// A UnixFS symlink node.
+pub fn symlink<S: BlockSink>(params: &Params, target: &str, sink: &mut S) -> Result<Node, S::Error> {
+    let mut u = UnixFs::new(DataType::Symlink);
+    u.data = Some(target.as_bytes());
+    let block = dagpb::encode(&[], Some(&u.encode()));
+    let cid = cid_of(DAG_PB, &block, !params.cid_v1);
+    sink.put(&cid, &block)?;
+    Ok(Node { cid, filesize: 0, tsize: block.len() as u64 })
+}
