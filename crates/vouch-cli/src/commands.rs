@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use vouch_dag::block::{self, DAG_CBOR, DAG_PB, MAX_BLOCK_SIZE, RAW, parse_cid};
 use vouch_dag::car::{CarReader, CarWriter, walk_dag};
 use vouch_dag::export::{self, Kind, split_path};
-use vouch_dag::{BlockSink, BlockSource, Cid, Discard, PROFILES, Params, parse_chunker};
+use vouch_dag::{BlockSink, Cid, Discard, PROFILES, Params, parse_chunker};
 use vouch_store::{Store, StoreError};
 
 use crate::VerificationFailed;
@@ -387,7 +387,7 @@ pub fn car(home: &Home, c: CarCmd) -> Result<()> {
                     fs::rename(&tmp, &path).with_context(|| format!("{}", path.display()))?;
                 }
                 None => {
-                    export_car(&store, &root, BufWriter::with_capacity(1 << 20, io::stdout().lock()))?;
+                    drop(export_car(&store, &root, BufWriter::with_capacity(1 << 20, io::stdout().lock()))?);
                 }
             }
         }
@@ -592,7 +592,13 @@ pub fn repo(home: &Home, c: RepoCmd) -> Result<()> {
     Ok(())
 }
 
-/// Used by `demo` and tests: is `cid` something `read_file` can stream?
-pub fn is_file(store: &impl BlockSource<Error = StoreError>, cid: &Cid) -> Result<bool> {
-    Ok(matches!(export::stat(store, cid)?, Kind::File { .. }))
+pub fn id(home: &Home, json: bool) -> Result<()> {
+    let key = home.identity()?;
+    let public = hex::encode(key.verifying_key().to_bytes());
+    if json {
+        println!("{}", serde_json::json!({"PublicKey": public, "KeyType": "ed25519"}));
+    } else {
+        println!("public key (ed25519): {public}");
+    }
+    Ok(())
 }

@@ -56,6 +56,8 @@ enum Command {
     /// The store itself.
     #[command(subcommand)]
     Repo(commands::RepoCmd),
+    /// The node's identity: its ed25519 public key (the key is created on first use).
+    Id(JsonFlag),
     /// End-to-end demonstration on the embedded store.
     Demo,
     /// Benchmarks that print ratios against anchors measured in the same run.
@@ -94,6 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pin(c) => commands::pin(&home, c),
         Command::Gc(j) => commands::gc(&home, j.json),
         Command::Repo(c) => commands::repo(&home, c),
+        Command::Id(j) => commands::id(&home, j.json),
         Command::Demo => demo::run(&home),
         Command::Bench(b) => bench::run(b),
     }
