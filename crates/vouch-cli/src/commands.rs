@@ -206,9 +206,39 @@ pub fn get(home: &Home, path: &str, output: Option<PathBuf>) -> Result<()> {
     if fs::symlink_metadata(&out).is_ok() {
         bail!("{}: already exists; not overwriting", out.display());
     }
-    write_tree(&store, &cid, &out)?;
+    // Build the tree beside its destination, then rename it into place: a failure part way
+    // (a corrupt block, a full disk) leaves nothing half-written at `out`.
+    let file_name = out.file_name().map_or_else(|| "get".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = out.with_file_name(format!(".{file_name}.vouch-partial-{}", std::process::id()));
+    if let Err(e) = write_tree(&store, &cid, &tmp) {
+        remove_partial(&tmp);
+        return Err(e);
+    }
+    if let Err(e) = rename_noreplace(&tmp, &out) {
+        remove_partial(&tmp);
+        return Err(e).with_context(|| format!("{}", out.display()));
+    }
     println!("Saved {} to {}", cid, out.display());
     Ok(())
+}
+
+fn remove_partial(path: &Path) {
+    // Best effort: the partial tree is ours (created with O_EXCL / mkdir under a fresh name).
+    let _ = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(_) => Ok(()),
+    };
+}
+
+/// rename(2) that fails instead of replacing an existing destination.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
+    let (f, t) = (c(from)?, c(to)?);
+    // SAFETY: two valid NUL-terminated paths; renameat2 reads them and keeps no reference.
+    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// Write the UnixFS object `cid` at `dest`. Names from the DAG are checked (no '/', '.', '..')

@@ -102,8 +102,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// A clap usage error as one line: its message without the usage block and the help hint.
+fn usage_error_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let mut line = String::new();
+    for l in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if l.starts_with("Usage:") || l.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+        }
+        line.push_str(l.strip_prefix("error: ").unwrap_or(l));
+    }
+    line
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version (stdout, exit 0), and help for a bare `vouch`/`vouch block`
+        // (stderr, exit 2): as clap prints them.
+        Err(e) if !e.use_stderr() || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            e.exit()
+        }
+        // Usage errors: one `Error:` line and exit 2, as every other error.
+        Err(e) => {
+            eprintln!("Error: {}; try --help", usage_error_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

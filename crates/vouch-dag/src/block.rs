@@ -57,7 +57,20 @@ pub fn verify(cid: &Cid, data: &[u8]) -> Result<(), DagError> {
 /// Parse a CID string (CIDv0 base58btc or multibase CIDv1) into a [`Cid`] with a message that
 /// names the input.
 pub fn parse_cid(s: &str) -> Result<Cid, DagError> {
-    s.parse::<Cid>().map_err(|e| DagError::InvalidCid { input: s.to_string(), reason: e.to_string() })
+    let bad = |reason: String| DagError::InvalidCid { input: s.to_string(), reason };
+    // Decoded here rather than with `str::parse::<Cid>`, which accepts bytes after the CID and
+    // any text before an "/ipfs/"; go-cid (Kubo) rejects both.
+    let bytes = if s.len() == 46 && s.starts_with("Qm") {
+        cid::multibase::Base::Base58Btc.decode(s).map_err(|e| bad(e.to_string()))?
+    } else {
+        cid::multibase::decode(s).map_err(|e| bad(e.to_string()))?.1
+    };
+    let mut rest = &bytes[..];
+    let cid = Cid::read_bytes(&mut rest).map_err(|e| bad(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(bad(format!("{} bytes after the CID", rest.len())));
+    }
+    Ok(cid)
 }
 
 /// The CIDs a block links to, by codec. Raw blocks have none.

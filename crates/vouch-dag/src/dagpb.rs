@@ -124,8 +124,12 @@ fn decode_link(cid: &Cid, body: &[u8]) -> Result<PbLink, DagError> {
         last = field;
         match (field, wt) {
             (1, WT_LEN) => {
-                let b = r.bytes().map_err(err)?;
-                hash = Some(Cid::try_from(b).map_err(|e| err(&format!("bad CID: {e}")))?);
+                let mut b = r.bytes().map_err(err)?;
+                // Cid::try_from would ignore bytes after the CID; the canonical form has none.
+                hash = Some(Cid::read_bytes(&mut b).map_err(|e| err(&format!("bad CID: {e}")))?);
+                if !b.is_empty() {
+                    return Err(err("bytes after the CID in Hash"));
+                }
             }
             (2, WT_LEN) => {
                 let b = r.bytes().map_err(err)?;

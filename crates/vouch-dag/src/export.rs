@@ -153,28 +153,33 @@ fn shard_width(cid: &Cid, u: &UnixFs) -> Result<usize, DagError> {
 fn list_shard<B: BlockSource>(src: &B, root: &Cid, node: PbNode, u: &UnixFs) -> Result<Vec<DirEntry>, B::Error> {
     let width = shard_width(root, u)?;
     let mut out = Vec::new();
-    let mut stack: Vec<(Cid, Vec<crate::dagpb::PbLink>)> = vec![(*root, node.links)];
-    while let Some((c, links)) = stack.pop() {
-        for l in links.iter().rev() {
-            let name = l.name();
-            if name.len() < width {
-                return Err(DagError::ufs(&c, format!("shard link name {name:?} shorter than its prefix")).into());
+    // Links still to visit, next on top, each with its shard and that shard's prefix width: a
+    // depth-first walk in slot order, so entries come out in the order the shard stores them.
+    let mut stack: Vec<(Cid, usize, crate::dagpb::PbLink)> =
+        node.links.into_iter().rev().map(|l| (*root, width, l)).collect();
+    while let Some((shard, width, l)) = stack.pop() {
+        let name = l.name();
+        // `get` also refuses a prefix that would split a multi-byte character.
+        if !name.get(..width).is_some_and(|p| p.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(DagError::ufs(
+                &shard,
+                format!("shard link name {name:?} does not start with a {width}-digit slot"),
+            )
+            .into());
+        }
+        if name.len() == width {
+            let bytes = src.get(&l.cid)?;
+            let child = PbNode::decode(&l.cid, &bytes)?;
+            let cu = unixfs(&l.cid, &child)?;
+            if cu.kind != DataType::HamtShard {
+                return Err(DagError::WrongKind { cid: l.cid, expected: "HAMT shard" }.into());
             }
-            if name.len() == width {
-                let bytes = src.get(&l.cid)?;
-                let child = PbNode::decode(&l.cid, &bytes)?;
-                let cu = unixfs(&l.cid, &child)?;
-                if cu.kind != DataType::HamtShard {
-                    return Err(DagError::WrongKind { cid: l.cid, expected: "HAMT shard" }.into());
-                }
-                shard_width(&l.cid, &cu)?;
-                stack.push((l.cid, child.links));
-            } else {
-                out.push(entry(&name[width..], l));
-            }
+            let child_width = shard_width(&l.cid, &cu)?;
+            stack.extend(child.links.into_iter().rev().map(|cl| (l.cid, child_width, cl)));
+        } else {
+            out.push(entry(&name[width..], &l));
         }
     }
-    out.reverse();
     Ok(out)
 }
 

@@ -11,6 +11,7 @@ use cid::Cid;
 
 use crate::block::{DAG_PB, RAW, cid_of};
 use crate::dagpb::{self, PbLink};
+use crate::pb;
 use crate::unixfs::{DataType, UnixFs};
 use crate::{BlockSink, Params};
 
@@ -26,19 +27,34 @@ pub struct Node {
 
 /// Encode one chunk as a leaf block. Raw leaves are the chunk itself.
 pub fn leaf<'a>(params: &Params, chunk: &'a [u8]) -> (Node, Cow<'a, [u8]>) {
+    let mut out = Vec::new();
+    let node = leaf_into(params, chunk, &mut out);
+    if params.raw_leaves { (node, Cow::Borrowed(chunk)) } else { (node, Cow::Owned(out)) }
+}
+
+/// Like [`leaf`], but a dag-pb leaf is encoded into `out` (cleared first), so a caller can
+/// reuse one buffer for every chunk; the chunk is copied exactly once. With raw leaves `out`
+/// is left empty and the block is the chunk itself.
+pub fn leaf_into(params: &Params, chunk: &[u8], out: &mut Vec<u8>) -> Node {
+    out.clear();
+    let n = chunk.len() as u64;
     if params.raw_leaves {
-        let cid = cid_of(RAW, chunk, false);
-        let n = chunk.len() as u64;
-        (Node { cid, filesize: n, tsize: n }, Cow::Borrowed(chunk))
-    } else {
-        let mut u = UnixFs::new(DataType::File);
-        u.data = (!chunk.is_empty()).then_some(chunk);
-        u.filesize = Some(chunk.len() as u64);
-        let block = dagpb::encode(&[], Some(&u.encode()));
-        let cid = cid_of(DAG_PB, &block, !params.cid_v1);
-        let node = Node { cid, filesize: chunk.len() as u64, tsize: block.len() as u64 };
-        (node, Cow::Owned(block))
+        return Node { cid: cid_of(RAW, chunk, false), filesize: n, tsize: n };
     }
+    // PBNode { Data: UnixFS { Type: File, Data: chunk (omitted if empty), filesize } }, the
+    // same bytes `dagpb::encode(&[], Some(&UnixFs{..}.encode()))` gives, written in one pass.
+    let data_field = if chunk.is_empty() { 0 } else { 1 + pb::varint_len(n) + chunk.len() };
+    let unixfs_len = 2 + data_field + 1 + pb::varint_len(n);
+    out.reserve(1 + pb::varint_len(unixfs_len as u64) + unixfs_len);
+    pb::put_key(out, 1, pb::WT_LEN);
+    pb::put_varint(out, unixfs_len as u64);
+    pb::put_u64(out, 1, DataType::File as u64);
+    if !chunk.is_empty() {
+        pb::put_bytes(out, 2, chunk);
+    }
+    pb::put_u64(out, 3, n);
+    let cid = cid_of(DAG_PB, out, !params.cid_v1);
+    Node { cid, filesize: n, tsize: out.len() as u64 }
 }
 
 /// The balanced-layout tree builder: feed it leaves in file order, then [`finish`].
@@ -88,8 +104,10 @@ impl TreeBuilder {
             }
             if !pending.is_empty() {
                 // Every leaf sits at the same depth: even a lone child gets its own parent.
+                // Through push_at: the level above may be full already, and must then grow a
+                // new level rather than a node with more than max_links children.
                 let parent = self.internal(&pending, sink)?;
-                self.levels[level + 1].push(parent);
+                self.push_at(level + 1, parent, sink)?;
             }
             level += 1;
         }
@@ -182,4 +200,58 @@ pub fn symlink<S: BlockSink>(params: &Params, target: &str, sink: &mut S) -> Res
     let cid = cid_of(DAG_PB, &block, !params.cid_v1);
     sink.put(&cid, &block)?;
     Ok(Node { cid, filesize: 0, tsize: block.len() as u64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryBlocks;
+    use crate::dagpb::PbNode;
+
+    /// (links per node, level by level from the root) of the file DAG under `cid`.
+    fn shape(blocks: &MemoryBlocks, cid: &Cid) -> Vec<Vec<usize>> {
+        let mut levels = Vec::new();
+        let mut current = vec![*cid];
+        while !current.is_empty() {
+            let mut next = Vec::new();
+            let mut counts = Vec::new();
+            for c in &current {
+                let node = PbNode::decode(c, &blocks.blocks[c]).unwrap();
+                counts.push(node.links.len());
+                next.extend(node.links.iter().map(|l| l.cid));
+            }
+            levels.push(counts);
+            current = next;
+        }
+        levels
+    }
+
+    /// A level that is already full when the builder finishes must grow a new level: five
+    /// distinct leaves with two links per node are root → [2, 1] → [2, 2, 1] → leaves, never a
+    /// root with three children (boxo's balanced layout).
+    #[test]
+    fn finish_never_overfills_a_level() {
+        let p = Params { chunk_size: 1, max_links: 2, ..Params::default() };
+        let mut blocks = MemoryBlocks::default();
+        let root = import_bytes(&p, b"abcde", &mut blocks).unwrap();
+        assert_eq!(shape(&blocks, &root.cid), vec![vec![2], vec![2, 1], vec![2, 2, 1], vec![0; 5]]);
+        // Exactly max_links^2 leaves still fit under two levels.
+        let root = import_bytes(&p, b"abcd", &mut blocks).unwrap();
+        assert_eq!(shape(&blocks, &root.cid), vec![vec![2], vec![2, 2], vec![0; 4]]);
+    }
+
+    /// The one-pass leaf encoder writes exactly what the general encoders write.
+    #[test]
+    fn leaf_into_matches_the_general_encoding() {
+        for len in [0usize, 1, 127, 128, 300, 16384, 262144] {
+            let chunk: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut u = UnixFs::new(DataType::File);
+            u.data = (!chunk.is_empty()).then_some(&chunk[..]);
+            u.filesize = Some(len as u64);
+            let expected = dagpb::encode(&[], Some(&u.encode()));
+            let (node, block) = leaf(&Params::default(), &chunk);
+            assert_eq!(&block[..], &expected[..], "len {len}");
+            assert_eq!(node.tsize, expected.len() as u64);
+        }
+    }
 }

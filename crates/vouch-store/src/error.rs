@@ -10,12 +10,16 @@ pub enum StoreError {
     NotFound { cid: Cid },
     #[error("block {cid} is corrupt on disk ({path}, offset {offset}): {reason}; it will not be served")]
     Corrupt { cid: Cid, path: PathBuf, offset: u64, reason: String },
-    #[error("cannot pin {root}: block {missing} of its DAG is not in the store")]
+    #[error("the DAG under {root} is incomplete: block {missing} is not in the store")]
     Incomplete { root: Cid, missing: Cid },
     #[error("{cid} is not pinned")]
     NotPinned { cid: Cid },
     #[error("{0}")]
     Locked(String),
+    #[error(
+        "{path}: store format {found}, but this vouch reads format {expected}; use a matching vouch, or move the store aside"
+    )]
+    Format { path: PathBuf, found: i64, expected: i64 },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("store index ({path}): {source}")]

@@ -3,7 +3,8 @@
 //! Layout under the store directory:
 //! - `packs/NAME.pack`: append-only pack files. Each holds CARv1 sections
 //!   (`varint(len) ‖ CID ‖ bytes`) and is immutable once committed.
-//! - `index.sqlite`: SQLite in WAL mode: which pack holds each block, and the pins.
+//! - `index.sqlite`: SQLite in WAL mode: which pack holds each block (keyed by multihash, as
+//!   Kubo keys blocks: a CIDv0 and a CIDv1 of the same bytes are one block), and the pins.
 //! - `gc.lock`: writers hold it shared, garbage collection exclusive.
 //!
 //! **Invariants** (each is why the store is crash-safe):
@@ -55,6 +56,9 @@ use error::IoContext;
 pub use error::StoreError;
 use lock::FileLock;
 
+/// On-disk format of the index (`PRAGMA user_version`); see docs/store.md.
+pub const FORMAT_VERSION: i64 = 1;
+
 /// Open pack files kept for reading.
 const MAX_OPEN_PACKS: usize = 64;
 
@@ -103,20 +107,32 @@ impl Store {
         let db_err = |source| StoreError::Db { path: db_path.clone(), source };
         let conn = Connection::open(&db_path).map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(db_err)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             PRAGMA foreign_keys = ON;
-             CREATE TABLE IF NOT EXISTS packs (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-             CREATE TABLE IF NOT EXISTS blocks (
-                 cid BLOB PRIMARY KEY,
-                 pack INTEGER NOT NULL REFERENCES packs(id),
-                 offset INTEGER NOT NULL,
-                 len INTEGER NOT NULL) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS blocks_by_pack ON blocks(pack);
-             CREATE TABLE IF NOT EXISTS pins (cid BLOB PRIMARY KEY, recursive INTEGER NOT NULL) WITHOUT ROWID;",
-        )
-        .map_err(db_err)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(db_err)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
+        let tables: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+            .map_err(db_err)?;
+        match (version, tables) {
+            (FORMAT_VERSION, _) => {}
+            (0, 0) => conn
+                .execute_batch(&format!(
+                    "BEGIN;
+                     CREATE TABLE packs (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+                     CREATE TABLE blocks (
+                         mh BLOB PRIMARY KEY,
+                         cid BLOB NOT NULL,
+                         pack INTEGER NOT NULL REFERENCES packs(id),
+                         offset INTEGER NOT NULL,
+                         len INTEGER NOT NULL) WITHOUT ROWID;
+                     CREATE INDEX blocks_by_pack ON blocks(pack);
+                     CREATE TABLE pins (cid BLOB PRIMARY KEY, recursive INTEGER NOT NULL) WITHOUT ROWID;
+                     PRAGMA user_version = {FORMAT_VERSION};
+                     COMMIT;"
+                ))
+                .map_err(db_err)?,
+            (found, _) => return Err(StoreError::Format { path: db_path, found, expected: FORMAT_VERSION }),
+        }
         Ok(Store { dir: dir.to_path_buf(), db_path, db: Mutex::new(conn), open_packs: Mutex::new(HashMap::new()) })
     }
 
@@ -142,10 +158,10 @@ impl Store {
     fn locate(&self, cid: &Cid) -> Result<Option<(i64, String, u64, u64)>, StoreError> {
         self.conn()
             .prepare_cached(
-                "SELECT b.pack, p.name, b.offset, b.len FROM blocks b JOIN packs p ON p.id = b.pack WHERE b.cid = ?1",
+                "SELECT b.pack, p.name, b.offset, b.len FROM blocks b JOIN packs p ON p.id = b.pack WHERE b.mh = ?1",
             )
             .and_then(|mut s| {
-                s.query_row([cid.to_bytes()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()
+                s.query_row([cid.hash().to_bytes()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()
             })
             .map_err(|e| self.db_err(e))
     }
@@ -333,12 +349,13 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        // Sweep the index.
-        let dead: Vec<Cid> = self.all_cids()?.into_iter().filter(|c| !live.contains(c)).collect();
+        // Sweep the index. Blocks are keyed by multihash: a block is live if any CID of it is.
+        let live: HashSet<Vec<u8>> = live.iter().map(|c| c.hash().to_bytes()).collect();
+        let dead: Vec<Cid> = self.all_cids()?.into_iter().filter(|c| !live.contains(&c.hash().to_bytes())).collect();
         self.with_tx(|tx| {
-            let mut del = tx.prepare_cached("DELETE FROM blocks WHERE cid = ?1")?;
+            let mut del = tx.prepare_cached("DELETE FROM blocks WHERE mh = ?1")?;
             for c in &dead {
-                del.execute([c.to_bytes()])?;
+                del.execute([c.hash().to_bytes()])?;
             }
             Ok(())
         })?;
@@ -406,9 +423,10 @@ impl Store {
                 self.with_tx(|tx| {
                     tx.execute("INSERT INTO packs (name) VALUES (?1)", [&new_name])?;
                     let new_id = tx.last_insert_rowid();
-                    let mut up = tx.prepare_cached("UPDATE blocks SET pack = ?1, offset = ?2 WHERE cid = ?3")?;
+                    let mut up =
+                        tx.prepare_cached("UPDATE blocks SET pack = ?1, offset = ?2 WHERE cid = ?3 AND pack = ?4")?;
                     for (c, off, _) in &moved {
-                        up.execute(params![new_id, off, c])?;
+                        up.execute(params![new_id, off, c, id])?;
                     }
                     Ok(())
                 })?;
@@ -552,8 +570,9 @@ impl PackWriter {
 pub struct Batch<'s> {
     store: &'s Store,
     pack: Option<PackWriter>,
-    entries: Vec<(Vec<u8>, u64, u64)>,
-    seen: HashSet<Cid>,
+    entries: Vec<(Cid, u64, u64)>,
+    /// Multihashes written by this batch.
+    seen: HashSet<Vec<u8>>,
     pins: Vec<Cid>,
     _gc_guard: FileLock,
 }
@@ -579,10 +598,11 @@ impl Batch<'_> {
             if let Some(name) = &pack_name {
                 tx.execute("INSERT INTO packs (name) VALUES (?1)", [name])?;
                 let id = tx.last_insert_rowid();
-                let mut ins =
-                    tx.prepare_cached("INSERT OR IGNORE INTO blocks (cid, pack, offset, len) VALUES (?1, ?2, ?3, ?4)")?;
+                let mut ins = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO blocks (mh, cid, pack, offset, len) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
                 for (cid, offset, len) in &entries {
-                    if ins.execute(params![cid, id, offset, len])? == 1 {
+                    if ins.execute(params![cid.hash().to_bytes(), cid.to_bytes(), id, offset, len])? == 1 {
                         stats.blocks += 1;
                         stats.bytes += len;
                     }
@@ -610,7 +630,8 @@ impl Drop for Batch<'_> {
 impl BlockSink for Batch<'_> {
     type Error = StoreError;
     fn put(&mut self, cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
-        if cid.hash().code() == IDENTITY || self.seen.contains(cid) || self.store.locate(cid)?.is_some() {
+        let mh = cid.hash().to_bytes();
+        if cid.hash().code() == IDENTITY || self.seen.contains(&mh) || self.store.locate(cid)?.is_some() {
             return Ok(());
         }
         if self.pack.is_none() {
@@ -619,8 +640,8 @@ impl BlockSink for Batch<'_> {
         // Cannot be None: set just above.
         let pack = self.pack.as_mut().expect("pack created");
         let offset = pack.append(cid, data)?;
-        self.entries.push((cid.to_bytes(), offset, data.len() as u64));
-        self.seen.insert(*cid);
+        self.entries.push((*cid, offset, data.len() as u64));
+        self.seen.insert(mh);
         Ok(())
     }
 }

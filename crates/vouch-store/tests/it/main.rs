@@ -239,3 +239,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn blocks_are_keyed_by_multihash_like_kubo() {
+    let (_d, s) = store();
+    let block = vouch_dag::dagpb::encode(&[], Some(b"\x08\x01"));
+    let v0 = vouch_dag::block::cid_of(vouch_dag::block::DAG_PB, &block, true);
+    let v1 = vouch_dag::block::cid_of(vouch_dag::block::DAG_PB, &block, false);
+    let raw = cid_of(RAW, &block, false);
+    let mut b = s.batch().unwrap();
+    b.put(&v1, &block).unwrap();
+    b.put(&v0, &block).unwrap();
+    let stats = b.commit().unwrap();
+    assert_eq!(stats.blocks, 1, "the same bytes under two CIDs were stored twice");
+    for c in [v0, v1, raw] {
+        assert_eq!(s.get(&c).unwrap(), block, "{c}");
+    }
+    // A pin through the CIDv0 keeps the block stored under the CIDv1.
+    s.pin_add(&v0).unwrap();
+    assert!(s.gc().unwrap().removed.is_empty());
+    assert!(s.has(&v1).unwrap());
+}
+
+#[test]
+fn a_store_of_another_format_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = rusqlite::Connection::open(dir.path().join("index.sqlite")).unwrap();
+        // A pre-release layout: tables present, no format number.
+        c.execute_batch("CREATE TABLE blocks (cid BLOB PRIMARY KEY);").unwrap();
+    }
+    let err = Store::open(dir.path()).err().expect("opened a store of an unknown format");
+    assert!(matches!(err, StoreError::Format { found: 0, expected: 1, .. }), "{err}");
+    assert!(err.to_string().contains("store format 0"), "{err}");
+    let other = tempfile::tempdir().unwrap();
+    {
+        let c = rusqlite::Connection::open(other.path().join("index.sqlite")).unwrap();
+        c.execute_batch("PRAGMA user_version = 7;").unwrap();
+    }
+    assert!(matches!(Store::open(other.path()), Err(StoreError::Format { found: 7, .. })));
+}
