@@ -13,6 +13,7 @@ use vouch_dag::{Discard, Params};
 use vouch_store::Store;
 
 use crate::import::import_reader;
+use crate::units::parse_size;
 
 #[derive(Subcommand)]
 pub enum BenchCmd {
@@ -29,24 +30,6 @@ pub enum BenchCmd {
         #[arg(long)]
         kubo_python: Option<PathBuf>,
     },
-}
-
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" | "K" => 1 << 10,
-        "MiB" | "M" => 1 << 20,
-        "GiB" | "G" => 1 << 30,
-        "KB" => 1000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        u => anyhow::bail!("invalid size {s:?}: unknown unit {u:?} (use B, KiB, MiB, GiB, KB, MB, GB)"),
-    };
-    n.checked_mul(mult).with_context(|| format!("size {s:?} overflows"))
 }
 
 /// Deterministic incompressible bytes (xorshift64*), fast enough not to dominate set-up.

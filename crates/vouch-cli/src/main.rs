@@ -7,6 +7,7 @@ mod commands;
 mod demo;
 mod home;
 mod import;
+mod units;
 
 use std::process::ExitCode;
 
