@@ -1,0 +1,337 @@
+//! Offline verification: every claim a receipt makes, checked and reported one by one.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cid::Cid;
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::Serialize;
+
+use crate::codec::{self, RECEIPT};
+use crate::{Error, Outcome, Receipt, Technology, report_data};
+
+/// The claims [`verify`] checks, in the order it checks and reports them. Each is described in
+/// `docs/receipt.md`.
+pub const CLAIMS: [&str; 12] = [
+    "dag-cbor",
+    "version",
+    "schema",
+    "canonical",
+    "job-cid",
+    "spec",
+    "signature",
+    "node-key",
+    "usage",
+    "evidence",
+    "evidence-binding",
+    "time",
+];
+
+/// What a verifier trusts and when it verifies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// Accept the `none` evidence technology (no hardware claim). Default: `false`, so a `none`
+    /// receipt fails the `evidence` claim. This is the only way a `none` receipt verifies.
+    pub allow_insecure: bool,
+    /// The node key the receipt must be signed by. Default: `None`, and the `node-key` claim is
+    /// skipped: the signature then only proves the receipt is intact and signed by the key it
+    /// names, not who that is.
+    pub expected_node_key: Option<[u8; 32]>,
+    /// Verification time, in Unix seconds. Default: `None`, the system clock.
+    pub at: Option<u64>,
+    /// How far in the future of the verification time `issued_at` may be. Default: 300 s.
+    pub max_clock_skew_secs: u64,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions { allow_insecure: false, expected_node_key: None, at: None, max_clock_skew_secs: 300 }
+    }
+}
+
+/// One checked claim and its result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Claim {
+    /// One of [`CLAIMS`].
+    pub name: &'static str,
+    #[serde(flatten)]
+    pub status: Status,
+}
+
+/// The result of checking one claim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Status {
+    /// The claim holds; `detail` says what was found (and, for `evidence`, plainly whether
+    /// anything hardware-backed stands behind it).
+    Passed { detail: String },
+    /// The claim does not hold.
+    Failed { expected: String, found: String },
+    /// The claim was not checked: an earlier claim it depends on failed, or the verifier was not
+    /// asked to check it.
+    Skipped { reason: String },
+}
+
+/// The result of [`verify`]: every claim in [`CLAIMS`] order, each passed, failed or skipped.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// CIDv1 (dag-cbor, sha2-256) of the bytes verified: the receipt CID when they verify.
+    pub cid: Cid,
+    /// The decoded receipt, when the bytes decoded (even if a later claim failed).
+    pub receipt: Option<Receipt>,
+    /// One entry per name in [`CLAIMS`], in that order.
+    pub claims: Vec<Claim>,
+}
+
+impl Report {
+    /// True when no claim failed. (Skipped claims do not fail a receipt: `node-key` is skipped
+    /// when no key is pinned. Structural failures always fail a claim.)
+    pub fn verified(&self) -> bool {
+        self.first_failure().is_none()
+    }
+
+    /// The first claim that failed, if any.
+    pub fn first_failure(&self) -> Option<&Claim> {
+        self.claims.iter().find(|c| matches!(c.status, Status::Failed { .. }))
+    }
+
+    /// The claim named `name`.
+    pub fn claim(&self, name: &str) -> Option<&Claim> {
+        self.claims.iter().find(|c| c.name == name)
+    }
+}
+
+impl fmt::Display for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.status {
+            Status::Passed { detail } => write!(f, "pass  {}: {detail}", self.name),
+            Status::Failed { expected, found } => {
+                write!(f, "FAIL  {}: expected {expected}; found {found}", self.name)
+            }
+            Status::Skipped { reason } => write!(f, "skip  {}: {reason}", self.name),
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "receipt {}", self.cid)?;
+        for c in &self.claims {
+            writeln!(f, "  {c}")?;
+        }
+        match self.first_failure() {
+            None => write!(f, "verified"),
+            Some(c) => write!(f, "NOT verified: claim `{}` failed", c.name),
+        }
+    }
+}
+
+/// Claims in the order they are checked.
+struct Claims(Vec<Claim>);
+
+impl Claims {
+    fn push(&mut self, name: &'static str, status: Status) {
+        debug_assert_eq!(CLAIMS.get(self.0.len()), Some(&name), "claims are checked in CLAIMS order");
+        self.0.push(Claim { name, status });
+    }
+    fn pass(&mut self, name: &'static str, detail: String) {
+        self.push(name, Status::Passed { detail });
+    }
+    fn fail(&mut self, name: &'static str, expected: impl Into<String>, found: impl Into<String>) {
+        self.push(name, Status::Failed { expected: expected.into(), found: found.into() });
+    }
+    fn check(&mut self, name: &'static str, result: Result<String, (String, String)>) {
+        match result {
+            Ok(detail) => self.pass(name, detail),
+            Err((expected, found)) => self.fail(name, expected, found),
+        }
+    }
+    /// Mark every claim not yet checked as skipped because of `reason`.
+    fn skip_rest(mut self, reason: &str) -> Vec<Claim> {
+        for name in &CLAIMS[self.0.len()..] {
+            self.0.push(Claim { name, status: Status::Skipped { reason: reason.to_string() } });
+        }
+        self.0
+    }
+}
+
+/// Verify an encoded receipt offline and report every claim (see [`CLAIMS`]). Never fails:
+/// bytes that do not even decode give a report whose first claim failed and whose other claims
+/// are skipped. To verify a [`Receipt`] held in memory, pass [`Receipt::encode`].
+pub fn verify(bytes: &[u8], opts: &VerifyOptions) -> Report {
+    let cid = codec::cid_of(bytes);
+    let mut c = Claims(Vec::with_capacity(CLAIMS.len()));
+    let receipt = decode(&mut c, bytes);
+    if let Some(r) = &receipt {
+        check(&mut c, r, opts);
+    }
+    let claims = c.skip_rest("the receipt did not decode");
+    Report { cid, receipt, claims }
+}
+
+/// The structural claims: dag-cbor, version, schema, canonical.
+fn decode(c: &mut Claims, bytes: &[u8]) -> Option<Receipt> {
+    let value = match codec::parse(&RECEIPT, bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            c.fail(
+                "dag-cbor",
+                format!("one strict DAG-CBOR value of at most {} bytes", RECEIPT.max_bytes),
+                e.to_string(),
+            );
+            return None;
+        }
+    };
+    c.pass("dag-cbor", format!("{} bytes of strict DAG-CBOR", bytes.len()));
+    match codec::check_version(&RECEIPT, &value) {
+        Ok(()) => c.pass("version", format!("version {}", RECEIPT.version)),
+        Err(Error::UnsupportedVersion { found, .. }) => {
+            c.fail("version", format!("version {}", RECEIPT.version), found);
+            return None;
+        }
+        Err(e) => unreachable!("check_version only returns UnsupportedVersion, got {e}"),
+    }
+    let receipt = match Receipt::from_ipld(value) {
+        Ok(r) => r,
+        Err(e) => {
+            c.fail("schema", "the version 1 receipt schema", e.to_string());
+            return None;
+        }
+    };
+    c.pass("schema", "every field present, known and well-typed".into());
+    c.check(
+        "canonical",
+        codec::check_canonical(&RECEIPT, &receipt.encode(), bytes)
+            .map(|()| "the bytes are the canonical encoding".into())
+            .map_err(|e| ("the canonical DAG-CBOR encoding".into(), e.to_string())),
+    );
+    Some(receipt)
+}
+
+/// The claims about content, each checked independently.
+fn check(c: &mut Claims, r: &Receipt, opts: &VerifyOptions) {
+    let b = &r.body;
+    let key_hex = hex::encode(b.node_key);
+
+    let job = b.spec.cid();
+    c.check(
+        "job-cid",
+        if b.job == job {
+            Ok(format!("job {job} is the CID of the inline spec"))
+        } else {
+            Err((format!("{job} (the CID of the inline spec)"), b.job.to_string()))
+        },
+    );
+
+    c.check(
+        "spec",
+        b.spec.validate().map(|()| "a valid job spec".into()).map_err(|e| ("a valid job spec".into(), e.to_string())),
+    );
+
+    let signature = match VerifyingKey::from_bytes(&b.node_key) {
+        Err(_) => Err(("node_key to be an ed25519 public key".into(), format!("{key_hex}, not a curve point"))),
+        Ok(key) => match key.verify_strict(&b.signed_bytes(), &Signature::from_bytes(&r.signature)) {
+            Ok(()) => Ok(format!("ed25519 signature by node key {key_hex}")),
+            Err(_) => Err((
+                format!("an ed25519 signature by node key {key_hex} over the receipt"),
+                format!("signature {} does not verify", hex::encode(r.signature)),
+            )),
+        },
+    };
+    c.check("signature", signature);
+
+    match opts.expected_node_key {
+        None => c.push(
+            "node-key",
+            Status::Skipped { reason: "no expected node key given: who signed is not checked".into() },
+        ),
+        Some(expected) if expected == b.node_key => c.pass("node-key", format!("{key_hex} is the expected node key")),
+        Some(expected) => c.fail("node-key", hex::encode(expected), key_hex.clone()),
+    }
+
+    c.check("usage", usage(r));
+
+    let evidence = &b.evidence;
+    let tech = evidence.technology;
+    c.check(
+        "evidence",
+        match (tech, &evidence.body) {
+            (Technology::None, Some(_)) => Err(("no evidence body for technology none".into(), "a body".into())),
+            (Technology::None, None) if opts.allow_insecure => {
+                Ok("technology none: NO HARDWARE CLAIM. Nothing vouches \
+                 for this node's key or software; accepted only because insecure receipts are allowed"
+                    .into())
+            }
+            (Technology::None, None) => Err((
+                "hardware evidence (tpm, sev-snp, tdx or sgx), or insecure receipts allowed (--allow-insecure)".into(),
+                "technology none: no hardware claim".into(),
+            )),
+            (_, None) => Err((format!("an evidence body for technology {tech}"), "none".into())),
+            (_, Some(_)) => Err((
+                "evidence of a technology this verifier checks".into(),
+                format!("technology {tech}: this build has no {tech} verifier"),
+            )),
+        },
+    );
+
+    let bound = report_data(&b.node_key, &evidence.nonce);
+    c.check(
+        "evidence-binding",
+        if bound == evidence.report_data {
+            Ok(format!(
+                "report data {} = SHA-256(domain ‖ node key ‖ {}-byte nonce)",
+                hex::encode(bound),
+                evidence.nonce.len()
+            ))
+        } else {
+            Err((
+                format!("{} = SHA-256(domain ‖ node key ‖ nonce)", hex::encode(bound)),
+                hex::encode(evidence.report_data),
+            ))
+        },
+    );
+
+    let (now, clock) = match opts.at {
+        Some(t) => (t, "given verification time"),
+        // A clock before 1970 is treated as 0: every receipt is then "in the future" and fails
+        // loudly rather than passing.
+        None => (SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()), "system clock"),
+    };
+    let latest = now.saturating_add(opts.max_clock_skew_secs);
+    c.check(
+        "time",
+        if b.issued_at <= latest {
+            Ok(format!(
+                "issued at {} (unix s), not after {now} ({clock}) + {} s skew",
+                b.issued_at, opts.max_clock_skew_secs
+            ))
+        } else {
+            Err((
+                format!("issued at or before {latest} ({clock} {now} + {} s skew)", opts.max_clock_skew_secs),
+                b.issued_at.to_string(),
+            ))
+        },
+    );
+}
+
+/// The usage and outcome agree with the limits: fuel consumed within the fuel limit (and
+/// `out_of_fuel` only with one), peak memory within the memory limit.
+fn usage(r: &Receipt) -> Result<String, (String, String)> {
+    let (limits, usage) = (&r.body.spec.limits, &r.body.usage);
+    match (limits.fuel, usage.fuel_consumed) {
+        (None, _) if r.body.outcome == Outcome::OutOfFuel => {
+            return Err(("a fuel limit, for outcome out_of_fuel".into(), "limits.fuel absent".into()));
+        }
+        (Some(limit), Some(used)) if used > limit => {
+            return Err((format!("fuel_consumed <= limits.fuel = {limit}"), used.to_string()));
+        }
+        _ => {}
+    }
+    if usage.peak_memory_bytes > limits.memory_bytes {
+        return Err((
+            format!("peak_memory_bytes <= limits.memory_bytes = {}", limits.memory_bytes),
+            usage.peak_memory_bytes.to_string(),
+        ));
+    }
+    Ok("fuel and peak memory within the job's limits".into())
+}

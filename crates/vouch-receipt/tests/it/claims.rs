@@ -1,0 +1,175 @@
+//! Each verification claim, failing for its own reason and naming expected and found.
+
+use ipld_core::ipld::Ipld;
+use vouch_receipt::*;
+
+use crate::fixtures::{AT, first_failure, golden, insecure, signed_with, status};
+
+fn ipld_of(r: &Receipt) -> std::collections::BTreeMap<String, Ipld> {
+    match serde_ipld_dagcbor::from_slice(&r.encode()).unwrap() {
+        Ipld::Map(m) => m,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn encode(m: std::collections::BTreeMap<String, Ipld>) -> Vec<u8> {
+    serde_ipld_dagcbor::to_vec(&Ipld::Map(m)).unwrap()
+}
+
+#[test]
+fn a_report_lists_every_claim_in_order_and_prints_them() {
+    let report = verify(&golden().encode(), &insecure());
+    assert_eq!(report.claims.iter().map(|c| c.name).collect::<Vec<_>>(), CLAIMS);
+    let text = report.to_string();
+    assert!(text.contains("pass  evidence: technology none: NO HARDWARE CLAIM"), "{text}");
+    assert!(text.ends_with("\nverified"), "{text}");
+    let json = serde_json::to_value(&report.claims[6]).unwrap();
+    assert_eq!(json["name"], "signature");
+    assert_eq!(json["status"], "passed");
+}
+
+#[test]
+fn undecodable_bytes_fail_the_first_claim_and_skip_the_rest() {
+    let report = verify(b"not cbor", &insecure());
+    let (expected, found) = first_failure(&report, "dag-cbor");
+    assert!(expected.contains("strict DAG-CBOR"), "{expected}");
+    assert!(found.starts_with("receipt is not valid DAG-CBOR"), "{found}");
+    assert!(report.receipt.is_none());
+    for c in &report.claims[1..] {
+        assert!(matches!(&c.status, Status::Skipped { reason } if reason == "the receipt did not decode"), "{c}");
+    }
+    assert!(report.to_string().ends_with("NOT verified: claim `dag-cbor` failed"));
+}
+
+#[test]
+fn an_unsupported_version_is_named_before_the_schema() {
+    let mut m = ipld_of(&golden());
+    m.insert("version".into(), Ipld::Integer(2));
+    m.insert("a_field_from_the_future".into(), Ipld::Null);
+    let report = verify(&encode(m), &insecure());
+    assert_eq!(first_failure(&report, "version"), ("version 1".into(), "2".into()));
+    assert!(matches!(status(&report, "schema"), Status::Skipped { .. }));
+}
+
+#[test]
+fn schema_failures_name_the_field_path() {
+    let mut m = ipld_of(&golden());
+    let Some(Ipld::Map(spec)) = m.get_mut("spec") else { panic!() };
+    let Some(Ipld::Map(limits)) = spec.get_mut("limits") else { panic!() };
+    limits.insert("fuel".into(), Ipld::String("lots".into()));
+    let (_, found) = first_failure(&verify(&encode(m), &insecure()), "schema");
+    assert!(found.contains("at `spec.limits.fuel`"), "{found}");
+}
+
+#[test]
+fn a_null_optional_field_is_not_canonical() {
+    let mut m = ipld_of(&golden());
+    m.insert("stderr".into(), Ipld::Null);
+    let report = verify(&encode(m), &insecure());
+    let (expected, found) = first_failure(&report, "canonical");
+    assert_eq!(expected, "the canonical DAG-CBOR encoding");
+    assert!(found.starts_with("receipt is not canonically encoded"), "{found}");
+    // The decoded receipt is reported, and its signature still checks (over the canonical body).
+    assert!(report.receipt.is_some());
+    assert!(matches!(status(&report, "signature"), Status::Passed { .. }));
+}
+
+#[test]
+fn a_job_cid_that_is_not_the_spec_fails_job_cid() {
+    let bytes = signed_with(|b| b.job = golden().cid());
+    let (expected, found) = first_failure(&verify(&bytes, &insecure()), "job-cid");
+    assert_eq!(expected, format!("{} (the CID of the inline spec)", golden().body.job));
+    assert_eq!(found, golden().cid().to_string());
+}
+
+#[test]
+fn an_invalid_inline_spec_fails_spec() {
+    let bytes = signed_with(|b| {
+        b.spec.inputs.insert("../etc".into(), b.spec.module);
+        b.job = b.spec.cid();
+    });
+    let (_, found) = first_failure(&verify(&bytes, &insecure()), "spec");
+    assert!(found.contains("inputs[\"../etc\"]"), "{found}");
+}
+
+#[test]
+fn a_node_key_off_the_curve_fails_signature() {
+    let mut r = golden();
+    // y = 2 is not the y-coordinate of any point on edwards25519.
+    let mut y = [0u8; 32];
+    y[0] = 2;
+    r.body.node_key = y;
+    let (expected, found) = first_failure(&verify(&r.encode(), &insecure()), "signature");
+    assert_eq!(expected, "node_key to be an ed25519 public key");
+    assert!(found.ends_with("not a curve point"), "{found}");
+}
+
+#[test]
+fn unpinned_node_key_is_skipped_with_a_reason() {
+    let opts = VerifyOptions { expected_node_key: None, ..insecure() };
+    let report = verify(&golden().encode(), &opts);
+    assert!(report.verified());
+    assert!(matches!(status(&report, "node-key"), Status::Skipped { reason } if reason.contains("not checked")));
+}
+
+#[test]
+fn usage_beyond_the_limits_fails_usage() {
+    let over_fuel = signed_with(|b| b.usage.fuel_consumed = Some(b.spec.limits.fuel.unwrap() + 1));
+    assert_eq!(first_failure(&verify(&over_fuel, &insecure()), "usage").1, "1000000001");
+    let over_memory = signed_with(|b| b.usage.peak_memory_bytes = b.spec.limits.memory_bytes + 1);
+    first_failure(&verify(&over_memory, &insecure()), "usage");
+    let fuel_without_limit = signed_with(|b| {
+        b.spec.limits.fuel = None;
+        b.job = b.spec.cid();
+        b.outcome = Outcome::OutOfFuel;
+    });
+    assert_eq!(first_failure(&verify(&fuel_without_limit, &insecure()), "usage").1, "limits.fuel absent");
+}
+
+#[test]
+fn evidence_technologies_without_a_verifier_fail_plainly() {
+    let tpm = signed_with(|b| {
+        b.evidence.technology = Technology::Tpm;
+        b.evidence.body = Some(EvidenceBody::Inline(vec![1, 2, 3]));
+    });
+    let (_, found) = first_failure(&verify(&tpm, &insecure()), "evidence");
+    assert_eq!(found, "technology tpm: this build has no tpm verifier");
+
+    let linked = signed_with(|b| {
+        b.evidence.technology = Technology::SevSnp;
+        b.evidence.body = Some(EvidenceBody::Link(b.spec.module));
+    });
+    let r = Receipt::decode(&linked).unwrap();
+    assert_eq!(r.body.evidence.body, Some(EvidenceBody::Link(r.body.spec.module)));
+    assert_eq!(
+        first_failure(&verify(&linked, &insecure()), "evidence").1,
+        "technology sev-snp: this build has no sev-snp verifier"
+    );
+
+    let bodyless = signed_with(|b| b.evidence.technology = Technology::Tdx);
+    assert_eq!(first_failure(&verify(&bodyless, &insecure()), "evidence").0, "an evidence body for technology tdx");
+
+    let none_with_body = signed_with(|b| b.evidence.body = Some(EvidenceBody::Inline(vec![])));
+    assert_eq!(first_failure(&verify(&none_with_body, &insecure()), "evidence").1, "a body");
+}
+
+#[test]
+fn evidence_that_binds_another_nonce_fails_the_binding() {
+    let bytes = signed_with(|b| b.evidence.nonce[0] ^= 1);
+    let (expected, found) = first_failure(&verify(&bytes, &insecure()), "evidence-binding");
+    assert!(expected.ends_with("= SHA-256(domain ‖ node key ‖ nonce)"), "{expected}");
+    assert_eq!(found, hex::encode(golden().body.evidence.report_data));
+}
+
+#[test]
+fn receipts_from_the_future_fail_time_beyond_the_skew() {
+    let at = |t: u64| VerifyOptions { at: Some(t), ..insecure() };
+    assert!(verify(&golden().encode(), &at(AT - 300)).verified());
+    let (expected, found) = first_failure(&verify(&golden().encode(), &at(AT - 301)), "time");
+    assert_eq!(found, AT.to_string());
+    assert!(expected.starts_with(&format!("issued at or before {}", AT - 1)), "{expected}");
+    let no_skew = VerifyOptions { max_clock_skew_secs: 0, ..at(AT - 1) };
+    first_failure(&verify(&golden().encode(), &no_skew), "time");
+    // The system clock is well past 2025.
+    assert!(verify(&golden().encode(), &VerifyOptions { at: None, ..insecure() }).verified());
+}
