@@ -78,18 +78,26 @@ pub fn kind_of(cid: &Cid, bytes: &[u8]) -> Result<Kind, DagError> {
 }
 
 /// Stream the bytes of the file `cid` into `out`; returns the number of bytes written.
-/// Fails if the DAG's size claims do not match the data found.
+/// Fails if the DAG's size claims do not match the data found. The root's claimed size bounds
+/// the work: bytes past it are an error before they are written, so a small hostile DAG that
+/// shares subtrees cannot make a reader stream more than the file says it holds.
 pub fn read_file<B: BlockSource, W: Write>(src: &B, cid: &Cid, out: &mut W) -> Result<u64, B::Error> {
     let mut written = 0u64;
-    let mut expected = None;
+    let mut expected: Option<u64> = None;
+    let mut emit = |bytes: &[u8], written: &mut u64, expected: Option<u64>| -> Result<(), DagError> {
+        let total = *written + bytes.len() as u64;
+        if let Some(size) = expected.filter(|&size| total > size) {
+            return Err(DagError::ufs(cid, format!("file claims {size} bytes, DAG holds more")));
+        }
+        out.write_all(bytes)?;
+        *written = total;
+        Ok(())
+    };
     let mut stack = vec![*cid];
     while let Some(c) = stack.pop() {
         let bytes = src.get(&c)?;
         match c.codec() {
-            RAW => {
-                out.write_all(&bytes).map_err(DagError::Io)?;
-                written += bytes.len() as u64;
-            }
+            RAW => emit(&bytes, &mut written, expected)?,
             DAG_PB => {
                 let node = PbNode::decode(&c, &bytes)?;
                 let u = unixfs(&c, &node)?;
@@ -103,8 +111,7 @@ pub fn read_file<B: BlockSource, W: Write>(src: &B, cid: &Cid, out: &mut W) -> R
                     return Err(DagError::ufs(&c, "blocksizes and links differ in number").into());
                 }
                 if let Some(d) = u.data {
-                    out.write_all(d).map_err(DagError::Io)?;
-                    written += d.len() as u64;
+                    emit(d, &mut written, expected)?;
                 }
                 stack.extend(node.links.iter().rev().map(|l| l.cid));
             }
@@ -155,6 +162,7 @@ fn list_shard<B: BlockSource>(src: &B, root: &Cid, node: PbNode, u: &UnixFs) -> 
     let mut out = Vec::new();
     // Links still to visit, next on top, each with its shard and that shard's prefix width: a
     // depth-first walk in slot order, so entries come out in the order the shard stores them.
+    let mut seen = std::collections::HashSet::new();
     let mut stack: Vec<(Cid, usize, crate::dagpb::PbLink)> =
         node.links.into_iter().rev().map(|l| (*root, width, l)).collect();
     while let Some((shard, width, l)) = stack.pop() {
@@ -168,6 +176,11 @@ fn list_shard<B: BlockSource>(src: &B, root: &Cid, node: PbNode, u: &UnixFs) -> 
             .into());
         }
         if name.len() == width {
+            // A real HAMT never links one shard twice; refusing it bounds the walk by the
+            // number of distinct blocks.
+            if !seen.insert(l.cid) {
+                return Err(DagError::ufs(&shard, format!("shard {} is linked more than once", l.cid)).into());
+            }
             let bytes = src.get(&l.cid)?;
             let child = PbNode::decode(&l.cid, &bytes)?;
             let cu = unixfs(&l.cid, &child)?;

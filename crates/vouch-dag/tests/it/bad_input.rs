@@ -400,11 +400,16 @@ fn read_file_rejects_lying_sizes() {
     let a = raw(&mut m, b"abc");
     let b = raw(&mut m, b"de");
     let links = [PbLink::new(a, "", 3), PbLink::new(b, "", 2)];
-    for claim in [4, 6] {
-        let root = put_node(&mut m, &links, &file_node(Some(claim), &[3, 2], None));
-        let e = read(&m, &root).unwrap_err();
-        assert!(e.to_string().contains(&format!("claims {claim} bytes, DAG holds 5")), "{e}");
-    }
+    // Fewer bytes than claimed: found at the end. More: refused before anything past the
+    // claim is written.
+    let root = put_node(&mut m, &links, &file_node(Some(6), &[3, 2], None));
+    let e = read(&m, &root).unwrap_err();
+    assert!(e.to_string().contains("claims 6 bytes, DAG holds 5"), "{e}");
+    let root = put_node(&mut m, &links, &file_node(Some(4), &[3, 2], None));
+    let mut out = Vec::new();
+    let e = export::read_file(&m, &root, &mut out).unwrap_err();
+    assert!(e.to_string().contains("claims 4 bytes, DAG holds more"), "{e}");
+    assert_eq!(out, b"abc", "bytes past the claim were written");
     // Blocksizes and links differ in number.
     let root = put_node(&mut m, &links, &file_node(Some(5), &[5], None));
     assert!(read(&m, &root).unwrap_err().to_string().contains("blocksizes and links differ"));
@@ -552,4 +557,28 @@ fn invalid_names_and_chunkers() {
     assert_eq!(parse_chunker("size-1048576").unwrap(), 1 << 20);
     assert!(export::split_path("not-a-cid/x").is_err());
     assert!(export::split_path("/ipfs/").is_err());
+}
+
+/// A hostile HAMT root that links one child shard from two slots is refused (a real HAMT never
+/// repeats a shard), so a few bytes cannot make `list` walk a subtree many times over.
+#[test]
+fn a_shard_linked_twice_is_refused() {
+    let mut m = MemoryBlocks::default();
+    let p = Params { hamt_threshold: 1, ..Params::default() };
+    let leaf = vouch_dag::file::import_bytes(&p, b"x", &mut m).unwrap();
+    // Enough entries that the root has at least one child shard.
+    let entries = (0..600).map(|i| (format!("f{i}"), leaf)).collect();
+    let root = vouch_dag::dir::directory(&p, entries, &mut m).unwrap();
+    let bytes = m.blocks[&root.cid].clone();
+    let node = vouch_dag::dagpb::PbNode::decode(&root.cid, &bytes).unwrap();
+    let child = node.links.iter().find(|l| l.name().len() == 2).expect("a child shard").clone();
+    assert!(export::list(&m, &root.cid).is_ok());
+    let mut u = UnixFs::new(DataType::HamtShard);
+    u.data = Some(&[0x03]); // slots 0 and 1
+    u.hash_type = Some(0x22);
+    u.fanout = Some(256);
+    let links = [PbLink::new(child.cid, "00", 1), PbLink::new(child.cid, "01", 1)];
+    let evil = put_node(&mut m, &links, &u);
+    let e = export::list(&m, &evil).unwrap_err();
+    assert!(e.to_string().contains("linked more than once"), "{e}");
 }
