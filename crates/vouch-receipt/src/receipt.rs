@@ -99,6 +99,11 @@ pub enum Outcome {
     StdoutLimit,
     /// `stderr_limit`: stderr exceeded `limits.stderr_bytes`.
     StderrLimit,
+    /// `stack_overflow`: the Wasm call stack overflowed the runtime's stack limit.
+    StackOverflow,
+    /// `resource_limit`: the module needed more tables, table elements, memories or instances
+    /// than the node allows; `message` names which.
+    ResourceLimit { message: String },
 }
 
 /// The wire form of [`Outcome`].
@@ -113,13 +118,14 @@ struct OutcomeRepr {
 }
 
 /// The outcome kinds without fields, in documentation order.
-const UNIT_OUTCOMES: [(&str, Outcome); 6] = [
+const UNIT_OUTCOMES: [(&str, Outcome); 7] = [
     ("out_of_fuel", Outcome::OutOfFuel),
     ("timeout", Outcome::Timeout),
     ("memory_limit", Outcome::MemoryLimit),
     ("output_limit", Outcome::OutputLimit),
     ("stdout_limit", Outcome::StdoutLimit),
     ("stderr_limit", Outcome::StderrLimit),
+    ("stack_overflow", Outcome::StackOverflow),
 ];
 
 impl Outcome {
@@ -129,6 +135,7 @@ impl Outcome {
             Outcome::Exited { .. } => "exited",
             Outcome::Trapped { .. } => "trapped",
             Outcome::Rejected { .. } => "rejected",
+            Outcome::ResourceLimit { .. } => "resource_limit",
             unit => {
                 UNIT_OUTCOMES.iter().find(|(_, o)| o == unit).map(|(k, _)| *k).expect("every unit outcome is listed")
             }
@@ -141,7 +148,9 @@ impl From<Outcome> for OutcomeRepr {
         let kind = o.kind().to_string();
         let (code, message) = match o {
             Outcome::Exited { code } => (Some(code), None),
-            Outcome::Trapped { message } | Outcome::Rejected { message } => (None, Some(message)),
+            Outcome::Trapped { message } | Outcome::Rejected { message } | Outcome::ResourceLimit { message } => {
+                (None, Some(message))
+            }
             _ => (None, None),
         };
         OutcomeRepr { kind, code, message }
@@ -158,12 +167,13 @@ impl TryFrom<OutcomeRepr> for Outcome {
             ("exited", ..) => Err(fields("`code` and no `message`")),
             ("trapped", None, Some(message)) => Ok(Outcome::Trapped { message }),
             ("rejected", None, Some(message)) => Ok(Outcome::Rejected { message }),
-            ("trapped" | "rejected", ..) => Err(fields("`message` and no `code`")),
+            ("resource_limit", None, Some(message)) => Ok(Outcome::ResourceLimit { message }),
+            ("trapped" | "rejected" | "resource_limit", ..) => Err(fields("`message` and no `code`")),
             (kind, code, message) => match UNIT_OUTCOMES.iter().find(|(k, _)| *k == kind) {
                 Some((_, o)) if code.is_none() && message.is_none() => Ok(o.clone()),
                 Some(_) => Err(fields("neither `code` nor `message`")),
                 None => {
-                    let known: Vec<&str> = ["exited", "trapped", "rejected"]
+                    let known: Vec<&str> = ["exited", "trapped", "rejected", "resource_limit"]
                         .into_iter()
                         .chain(UNIT_OUTCOMES.iter().map(|(k, _)| *k))
                         .collect();
@@ -186,6 +196,8 @@ impl fmt::Display for Outcome {
             Outcome::OutputLimit => f.write_str("output limit reached"),
             Outcome::StdoutLimit => f.write_str("stdout limit reached"),
             Outcome::StderrLimit => f.write_str("stderr limit reached"),
+            Outcome::StackOverflow => f.write_str("call stack overflowed"),
+            Outcome::ResourceLimit { message } => write!(f, "resource limit reached: {message}"),
         }
     }
 }
