@@ -70,7 +70,6 @@ fn outcome() -> impl Strategy<Value = Outcome> {
         text().prop_map(|message| Outcome::Trapped { message }),
         text().prop_map(|message| Outcome::Rejected { message }),
         text().prop_map(|message| Outcome::ResourceLimit { message }),
-        Just(Outcome::OutOfFuel),
         Just(Outcome::StackOverflow),
         Just(Outcome::Timeout),
         Just(Outcome::MemoryLimit),
