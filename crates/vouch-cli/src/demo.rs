@@ -1,6 +1,6 @@
-//! `vouch demo`: the end-to-end story on the embedded store. For now, the content part: add a
-//! synthetic clinical dataset, show its CID, export a CAR, re-import it into a second store and
-//! check the bytes come back identical.
+//! `vouch demo`: the end-to-end story on the embedded store: add a synthetic clinical dataset,
+//! move it as a CAR and check it, run a real analysis module on it in the sandbox, and verify
+//! the signed receipt (and replay it) offline.
 
 use anyhow::{Context, Result, ensure};
 use vouch_dag::Params;
@@ -9,10 +9,14 @@ use vouch_dag::file::import_bytes;
 use vouch_store::Store;
 
 use crate::commands::import_car;
+
+const ANALYSIS_LEN: usize = ANALYSIS.len();
 use crate::home::Home;
 
 /// Synthetic records (no real patient data): see examples/clinical/make_dataset.py.
 const DATASET: &[u8] = include_bytes!("../../../examples/clinical/patients.csv");
+/// The analysis: guests/src/clinical_summary.c, built by guests/build.sh.
+const ANALYSIS: &[u8] = include_bytes!("../../../guests/wasm/clinical_summary.wasm");
 
 pub fn run(home: &Home) -> Result<()> {
     let store = home.store()?;
@@ -50,6 +54,41 @@ pub fn run(home: &Home) -> Result<()> {
     for line in head {
         println!("   | {line}");
     }
-    println!("Next: `vouch cat {}` prints the dataset from your store.", root.cid);
+
+    // The job: code travels to the data.
+    let mut batch = store.batch()?;
+    let module = import_bytes(&Params::default(), ANALYSIS, &mut batch)?.cid;
+    batch.commit()?;
+    let mut spec = vouch_receipt::JobSpec::new(module);
+    spec.inputs.insert("patients.csv".into(), root.cid);
+    spec.args = vec!["clinical_summary.wasm".into()];
+    spec.limits.fuel = Some(1_000_000_000);
+    let sandbox = crate::job::sandbox(home)?;
+    let result = crate::job::execute(home, &store, &sandbox, &home.identity()?, &spec)?;
+    let b = &result.receipt.body;
+    println!("5. ran clinical_summary.wasm ({ANALYSIS_LEN} bytes, module {module}) on it in the sandbox");
+    println!("   job {}  outcome: {}", b.job, b.outcome);
+    println!("   output {}  (/outputs/summary.csv)", b.output.map_or_else(|| "-".into(), |c| c.to_string()));
+    for line in String::from_utf8_lossy(&result.stdout).lines() {
+        println!("   | {line}");
+    }
+    println!("6. the node signed a receipt: {}", result.receipt_cid);
+
+    let bytes = store.get(&result.receipt_cid)?;
+    let opts = vouch_receipt::VerifyOptions { allow_insecure: true, ..Default::default() };
+    let report = vouch_receipt::verify(&bytes, &opts);
+    ensure!(report.verified(), "the receipt does not verify: {report}");
+    println!(
+        "7. verified it offline: {} claims passed (signature, job CID, spec, limits, evidence binding, time)",
+        report.claims.iter().filter(|c| matches!(c.status, vouch_receipt::Status::Passed { .. })).count()
+    );
+    println!("   evidence: none — this machine made NO HARDWARE CLAIM; accepted here only because the demo");
+    println!(
+        "   allows insecure receipts (hardware attestation is the next step: `vouch verify` rejects it by default)"
+    );
+    println!(
+        "Next: `vouch verify {} --allow-insecure --replay --explain` re-runs the job and checks every claim.",
+        result.receipt_cid
+    );
     Ok(())
 }

@@ -1,12 +1,15 @@
 //! `vouch`: a trusted WebAssembly compute node for IPFS data.
 //!
-//! Exit codes: 0 success, 1 verification failed, 2 error.
+//! Exit codes: 0 success, 1 verification failed, 2 error, 3 a job ran (and has a receipt) but
+//! did not exit 0.
 
 mod bench;
 mod commands;
 mod demo;
 mod home;
 mod import;
+mod job;
+mod jobs_cli;
 mod units;
 
 use std::process::ExitCode;
@@ -57,6 +60,13 @@ enum Command {
     /// The store itself.
     #[command(subcommand)]
     Repo(commands::RepoCmd),
+    /// Run a Wasm module over stored inputs in the sandbox; prints the receipt.
+    Run(jobs_cli::RunArgs),
+    /// Show or export receipts.
+    #[command(subcommand)]
+    Receipt(jobs_cli::ReceiptCmd),
+    /// Verify a receipt offline: exit 0 verified, 1 not verified, 2 error.
+    Verify(jobs_cli::VerifyArgs),
     /// The node's identity: its ed25519 public key (the key is created on first use).
     Id(JsonFlag),
     /// End-to-end demonstration on the embedded store.
@@ -97,6 +107,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pin(c) => commands::pin(&home, c),
         Command::Gc(j) => commands::gc(&home, j.json),
         Command::Repo(c) => commands::repo(&home, c),
+        Command::Run(a) => jobs_cli::run(&home, a),
+        Command::Receipt(c) => jobs_cli::receipt(&home, c),
+        Command::Verify(a) => jobs_cli::verify(&home, a),
         Command::Id(j) => commands::id(&home, j.json),
         Command::Demo => demo::run(&home),
         Command::Bench(b) => bench::run(b),
@@ -120,6 +133,12 @@ fn usage_error_line(e: &clap::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    // Like `cat`, end quietly when stdout's reader goes away (`vouch cat … | head`) instead of
+    // failing every later print.
+    // SAFETY: setting a signal's disposition to the default, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version (stdout, exit 0), and help for a bare `vouch`/`vouch block`
@@ -136,15 +155,15 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // A closed stdout (`vouch cat … | head`) is not an error worth a message.
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) {
-                return ExitCode::SUCCESS;
-            }
             let msg = e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ");
             eprintln!("Error: {msg}");
-            if e.downcast_ref::<VerificationFailed>().is_some() { ExitCode::from(1) } else { ExitCode::from(2) }
+            if e.downcast_ref::<VerificationFailed>().is_some() {
+                ExitCode::from(1)
+            } else if e.downcast_ref::<jobs_cli::JobFailed>().is_some() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }

@@ -1,0 +1,490 @@
+//! `vouch run`, `vouch receipt`, `vouch verify`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{ArgAction, Args, Subcommand};
+use vouch_dag::block::parse_cid;
+use vouch_dag::car::{CarReader, CarWriter, walk_dag};
+use vouch_dag::file::import_bytes;
+use vouch_dag::{BlockSource, Cid, MemoryBlocks, Params, export};
+use vouch_receipt::{JobSpec, Receipt, Report, VerifyOptions};
+use vouch_store::{Store, StoreError};
+
+use crate::VerificationFailed;
+use crate::home::Home;
+use crate::job::{self, JobResult};
+use crate::units::{parse_duration, parse_size};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The module: a .wasm file (added to the store first) or the CID of one.
+    pub module: String,
+    /// An input already in the store, mounted read-only at /inputs/NAME (default NAME: the CID).
+    #[arg(long = "input", value_name = "CID[:NAME]")]
+    pub inputs: Vec<String>,
+    /// An argument for the module (repeatable; argv[0] is the module's name).
+    #[arg(long = "arg", value_name = "A", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// An environment variable for the module (repeatable); nothing is inherited.
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Fuel limit (roughly, Wasm instructions); unmetered when absent.
+    #[arg(long)]
+    pub fuel: Option<u64>,
+    /// Memory limit per linear memory.
+    #[arg(long, default_value = "512MiB")]
+    pub memory: String,
+    /// Wall-clock limit.
+    #[arg(long, default_value = "60s")]
+    pub timeout: String,
+    /// Limit on the total bytes written under /outputs.
+    #[arg(long, default_value = "1GiB")]
+    pub max_output: String,
+    /// Real clocks and randomness instead of the deterministic ones (recorded in the spec).
+    #[arg(long)]
+    pub nondeterministic: bool,
+    /// Run again even if this node already has a receipt for the same job.
+    #[arg(long)]
+    pub no_cache: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn store_module(store: &Store, module: &str) -> Result<(Cid, String)> {
+    let path = Path::new(module);
+    if path.exists() {
+        let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+        let mut batch = store.batch()?;
+        let cid = import_bytes(&Params::default(), &bytes, &mut batch)?.cid;
+        batch.commit()?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("main.wasm").to_string();
+        return Ok((cid, name));
+    }
+    let cid = parse_cid(module).with_context(|| format!("{module:?} is neither a file nor a CID"))?;
+    store.check_complete(&cid).with_context(|| format!("module {cid}"))?;
+    Ok((cid, format!("{cid}.wasm")))
+}
+
+/// Build the job spec these flags describe.
+pub fn spec_from_args(store: &Store, a: &RunArgs) -> Result<JobSpec> {
+    let (module, argv0) = store_module(store, &a.module)?;
+    let mut spec = JobSpec::new(module);
+    for input in &a.inputs {
+        let (cid_s, name) = match input.split_once(':') {
+            Some((c, n)) => (c, n.to_string()),
+            None => (input.as_str(), input.clone()),
+        };
+        let cid = parse_cid(cid_s).with_context(|| format!("--input {input}"))?;
+        vouch_dag::dir::check_name(&name).with_context(|| format!("--input {input}"))?;
+        store.check_complete(&cid).with_context(|| format!("input {name}"))?;
+        if spec.inputs.insert(name.clone(), cid).is_some() {
+            bail!("--input: the name {name:?} is used twice");
+        }
+    }
+    spec.args = std::iter::once(argv0).chain(a.args.iter().cloned()).collect();
+    spec.env = a
+        .env
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--env {kv:?}: expected K=V"))
+        })
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    spec.limits.fuel = a.fuel;
+    spec.limits.memory_bytes = parse_size(&a.memory).context("--memory")?;
+    spec.limits.wall_time_ms =
+        u64::try_from(parse_duration(&a.timeout).context("--timeout")?.as_millis()).unwrap_or(u64::MAX);
+    spec.limits.output_bytes = parse_size(&a.max_output).context("--max-output")?;
+    spec.deterministic = !a.nondeterministic;
+    spec.validate()?;
+    Ok(spec)
+}
+
+pub fn run(home: &Home, a: RunArgs) -> Result<()> {
+    let store = home.store()?;
+    let spec = spec_from_args(&store, &a)?;
+    let job_cid = spec.cid();
+    let result = match job::memoised(home, &store, &job_cid)? {
+        Some((receipt_cid, receipt)) if spec.deterministic && !a.no_cache => {
+            JobResult { receipt_cid, receipt, cached: true, stdout: Vec::new() }
+        }
+        _ => {
+            let sandbox = job::sandbox(home)?;
+            job::execute(home, &store, &sandbox, &home.identity()?, &spec)?
+        }
+    };
+    let stdout = if result.cached { read_stream(&store, result.receipt.body.stdout)? } else { result.stdout.clone() };
+    print_run(&result, &stdout, a.json)?;
+    if result.receipt.body.outcome != (vouch_receipt::Outcome::Exited { code: 0 }) {
+        return Err(JobFailed(result.receipt.body.outcome.to_string()).into());
+    }
+    Ok(())
+}
+
+/// The job ran and was recorded, but did not exit 0 (exit code 3).
+#[derive(Debug)]
+pub struct JobFailed(pub String);
+
+impl std::fmt::Display for JobFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the job {}", self.0)
+    }
+}
+
+impl std::error::Error for JobFailed {}
+
+fn read_stream(store: &Store, cid: Option<Cid>) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    if let Some(c) = cid {
+        export::read_file(store, &c, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn print_run(r: &JobResult, stdout: &[u8], json: bool) -> Result<()> {
+    let b = &r.receipt.body;
+    let opt = |c: Option<Cid>| c.map_or_else(|| "-".to_string(), |c| c.to_string());
+    let mut out = std::io::stdout().lock();
+    if json {
+        let v = serde_json::json!({
+            "job": b.job.to_string(),
+            "outcome": {"kind": b.outcome.kind(), "text": b.outcome.to_string()},
+            "output": b.output.map(|c| c.to_string()),
+            "stdout": b.stdout.map(|c| c.to_string()),
+            "stderr": b.stderr.map(|c| c.to_string()),
+            "usage": {"fuel_consumed": b.usage.fuel_consumed, "wall_time_ns": b.usage.wall_time_ns, "peak_memory_bytes": b.usage.peak_memory_bytes},
+            "receipt": r.receipt_cid.to_string(),
+            "cached": r.cached,
+            "stdout_text": String::from_utf8_lossy(stdout),
+        });
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    writeln!(out, "job      {}", b.job)?;
+    writeln!(out, "outcome  {}{}", b.outcome, if r.cached { " (memoised: an earlier run on this node)" } else { "" })?;
+    writeln!(out, "output   {}", opt(b.output))?;
+    writeln!(out, "stdout   {}   stderr {}", opt(b.stdout), opt(b.stderr))?;
+    writeln!(out, "usage    {}", usage_line(&b.usage))?;
+    writeln!(out, "receipt  {}", r.receipt_cid)?;
+    if !stdout.is_empty() {
+        writeln!(out, "--- stdout ---")?;
+        out.write_all(stdout)?;
+        if !stdout.ends_with(b"\n") {
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+fn usage_line(u: &vouch_receipt::Usage) -> String {
+    let fuel = u.fuel_consumed.map_or_else(|| "fuel not metered".to_string(), |f| format!("fuel {f}"));
+    format!("{fuel}, wall {:.3} ms, peak memory {} KiB", u.wall_time_ns as f64 / 1e6, u.peak_memory_bytes / 1024)
+}
+
+#[derive(Subcommand)]
+pub enum ReceiptCmd {
+    /// Show a receipt (CID in the store, a receipt file, or a receipt CAR).
+    Show {
+        receipt: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the receipt and everything needed to check and replay it as a CAR.
+    Export {
+        cid: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+/// Where a receipt and the blocks it names come from.
+enum Source<'s> {
+    Store(&'s Store),
+    Car(MemoryBlocks),
+    Bare,
+}
+
+impl Source<'_> {
+    fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
+        match self {
+            Source::Store(s) => Ok(s.get(cid)?),
+            Source::Car(m) => Ok(m.get(cid)?),
+            Source::Bare => bail!("block {cid} is not available: give a receipt CAR or a CID in the store"),
+        }
+    }
+}
+
+/// Load receipt bytes: a path to a CAR (root = receipt) or a bare receipt file, or a CID.
+fn load<'s>(arg: &str, store: impl FnOnce() -> Result<&'s Store>) -> Result<(Vec<u8>, Source<'s>, Option<Cid>)> {
+    let path = Path::new(arg);
+    if path.exists() {
+        let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+        if let Ok(mut car) = CarReader::new(&bytes[..]) {
+            let roots = car.roots().to_vec();
+            let [root] = roots[..] else {
+                bail!("{}: a receipt CAR has exactly one root, found {}", path.display(), roots.len())
+            };
+            let mut blocks = MemoryBlocks::default();
+            loop {
+                match car.next_block() {
+                    Ok(Some((c, d))) => {
+                        blocks.blocks.insert(c, d);
+                    }
+                    Ok(None) => break,
+                    // A block that does not match its CID: the package was tampered with.
+                    Err(e @ vouch_dag::DagError::HashMismatch { .. }) => {
+                        return Err(VerificationFailed(format!("{}: {e}", path.display())).into());
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
+                }
+            }
+            let receipt = blocks
+                .get(&root)
+                .with_context(|| format!("{}: the root block {root} is not in the CAR", path.display()))?;
+            return Ok((receipt, Source::Car(blocks), Some(root)));
+        }
+        return Ok((bytes, Source::Bare, None));
+    }
+    let cid = parse_cid(arg).with_context(|| format!("{arg:?} is neither a file nor a CID"))?;
+    let store = store()?;
+    Ok((store.get(&cid)?, Source::Store(store), Some(cid)))
+}
+
+pub fn receipt(home: &Home, c: ReceiptCmd) -> Result<()> {
+    let store_cell = std::cell::OnceCell::new();
+    let store = || -> Result<&Store> {
+        if store_cell.get().is_none() {
+            let _ = store_cell.set(home.store()?);
+        }
+        store_cell.get().context("store")
+    };
+    match c {
+        ReceiptCmd::Show { receipt, json } => {
+            let (bytes, _, _) = load(&receipt, store)?;
+            let r = Receipt::decode(&bytes)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&vouch_dag::json::to_json(&r.cid(), &bytes)?)?);
+            } else {
+                print_receipt(&r);
+            }
+        }
+        ReceiptCmd::Export { cid, output } => {
+            let cid = parse_cid(&cid)?;
+            let store = store()?;
+            Receipt::decode(&store.get(&cid)?).with_context(|| format!("{cid} is not a receipt"))?;
+            store.check_complete(&cid)?;
+            let tmp = output.with_extension("car.partial");
+            let f = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
+            let mut car = CarWriter::new(std::io::BufWriter::new(f), &[cid])?;
+            walk_dag(store, &cid, |c, d| car.write(c, d).map_err(|e| StoreError::Dag(e.into())))?;
+            car.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            std::fs::rename(&tmp, &output).with_context(|| format!("{}", output.display()))?;
+            println!("exported receipt {cid} with its job, module, inputs and outputs to {}", output.display());
+        }
+    }
+    Ok(())
+}
+
+fn print_receipt(r: &Receipt) {
+    let b = &r.body;
+    let opt = |c: Option<Cid>| c.map_or_else(|| "-".to_string(), |c| c.to_string());
+    println!("receipt   {}", r.cid());
+    println!("job       {}", b.job);
+    println!("module    {}", b.spec.module);
+    for (name, cid) in &b.spec.inputs {
+        println!("input     /inputs/{name} = {cid}");
+    }
+    println!("args      {:?}", b.spec.args);
+    println!("outcome   {}", b.outcome);
+    println!("output    {}", opt(b.output));
+    println!("stdout    {}   stderr {}", opt(b.stdout), opt(b.stderr));
+    println!("usage     {}", usage_line(&b.usage));
+    println!(
+        "runtime   vouch {}, wasmtime {}, engine {}",
+        b.runtime.vouch,
+        b.runtime.wasmtime,
+        hex::encode(&b.runtime.engine_config_hash[..8])
+    );
+    println!("node key  {}", hex::encode(b.node_key));
+    println!("evidence  {}", b.evidence.technology);
+    println!("issued at {} (unix seconds)", b.issued_at);
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The receipt: a CID in the store, a receipt CAR (`vouch receipt export`), or a receipt file.
+    pub receipt: String,
+    /// Re-run the job deterministically here and compare outputs, stdout, stderr and outcome.
+    #[arg(long)]
+    pub replay: bool,
+    /// Accept receipts whose evidence is `none` (no hardware claim).
+    #[arg(long)]
+    pub allow_insecure: bool,
+    /// Require this node key (hex ed25519 public key).
+    #[arg(long)]
+    pub node_key: Option<String>,
+    /// Verify as of this time (unix seconds) instead of now.
+    #[arg(long)]
+    pub at: Option<u64>,
+    /// List every claim checked, not only failures.
+    #[arg(long, action = ArgAction::SetTrue)]
+    pub explain: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn verify(home: &Home, a: VerifyArgs) -> Result<()> {
+    let store_cell = std::cell::OnceCell::new();
+    let store = || -> Result<&Store> {
+        if store_cell.get().is_none() {
+            let _ = store_cell.set(home.store()?);
+        }
+        store_cell.get().context("store")
+    };
+    let (bytes, source, named) = load(&a.receipt, store)?;
+    let expected_node_key = match &a.node_key {
+        Some(h) => {
+            let mut k = [0u8; 32];
+            hex::decode_to_slice(h, &mut k).with_context(|| format!("--node-key {h:?}: expected 64 hex digits"))?;
+            Some(k)
+        }
+        None => None,
+    };
+    let opts =
+        VerifyOptions { allow_insecure: a.allow_insecure, expected_node_key, at: a.at, ..VerifyOptions::default() };
+    let report = vouch_receipt::verify(&bytes, &opts);
+    let mut extra: Vec<(String, Result<String, String>)> = Vec::new();
+    if let Some(named) = named {
+        let found = report.cid;
+        extra.push((
+            "receipt-cid".into(),
+            if found == named { Ok(format!("{found}")) } else { Err(format!("expected {named}, found {found}")) },
+        ));
+    }
+    if let Some(r) = report.receipt.as_ref().filter(|_| report.verified()) {
+        if !matches!(source, Source::Bare) {
+            for (what, cid) in [("output", r.body.output), ("stdout", r.body.stdout), ("stderr", r.body.stderr)] {
+                if let Some(c) = cid {
+                    extra.push((format!("{what}-blocks"), check_dag(&source, &c)));
+                }
+            }
+        }
+        if a.replay {
+            extra.push(("replay".into(), replay(home, &source, r)));
+        }
+    }
+    print_report(&report, &extra, a.explain, a.json)?;
+    let failed = report
+        .first_failure()
+        .map(|c| c.name.to_string())
+        .or_else(|| extra.iter().find(|(_, r)| r.is_err()).map(|(n, _)| n.clone()));
+    match failed {
+        Some(name) => Err(VerificationFailed(format!("receipt not verified: claim {name} failed")).into()),
+        None => Ok(()),
+    }
+}
+
+/// Every block under `cid` is available and hashes right.
+fn check_dag(source: &Source, cid: &Cid) -> Result<String, String> {
+    let mut n = 0u64;
+    let mut stack = vec![*cid];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(c) = stack.pop() {
+        if !seen.insert(c) {
+            continue;
+        }
+        let data = source.get(&c).map_err(|e| format!("{e:#}"))?;
+        stack.extend(vouch_dag::block::links(&c, &data).map_err(|e| e.to_string())?);
+        n += 1;
+    }
+    Ok(format!("{cid}: {n} blocks present and intact"))
+}
+
+/// Re-run the receipt's job from its spec and compare what it produced.
+fn replay(home: &Home, source: &Source, r: &Receipt) -> Result<String, String> {
+    let run = || -> Result<Result<String, String>> {
+        if !r.body.spec.deterministic {
+            return Ok(Err("the job was run nondeterministically; its outputs cannot be replayed".into()));
+        }
+        // Replay into a scratch store so the check neither needs nor changes the user's store.
+        let scratch = tempfile::tempdir()?;
+        let store = Store::open(&scratch.path().join("store"))?;
+        let mut batch = store.batch()?;
+        let mut needed = vec![r.body.spec.module];
+        needed.extend(r.body.spec.inputs.values().copied());
+        for root in needed {
+            let mut stack = vec![root];
+            while let Some(c) = stack.pop() {
+                let data = source.get(&c).with_context(|| format!("replay needs block {c}"))?;
+                stack.extend(vouch_dag::block::links(&c, &data)?);
+                vouch_dag::BlockSink::put(&mut batch, &c, &data)?;
+            }
+        }
+        batch.commit()?;
+        let sandbox = job::sandbox(home)?;
+        let key = vouch_receipt::SigningKey::from_bytes(&rand::random());
+        let scratch_home = Home { dir: scratch.path().to_path_buf() };
+        let again = job::execute(&scratch_home, &store, &sandbox, &key, &r.body.spec)?.receipt.body;
+        let b = &r.body;
+        let pairs = [
+            ("outcome", b.outcome.to_string(), again.outcome.to_string()),
+            ("output", format!("{:?}", b.output), format!("{:?}", again.output)),
+            ("stdout", format!("{:?}", b.stdout), format!("{:?}", again.stdout)),
+            ("stderr", format!("{:?}", b.stderr), format!("{:?}", again.stderr)),
+        ];
+        for (what, expected, found) in pairs {
+            if expected != found {
+                return Ok(Err(format!("{what}: expected {expected}, found {found}")));
+            }
+        }
+        Ok(Ok(format!("re-ran the job: same outcome ({}), output, stdout and stderr", b.outcome)))
+    };
+    run().unwrap_or_else(|e| Err(format!("could not replay: {e:#}")))
+}
+
+fn print_report(report: &Report, extra: &[(String, Result<String, String>)], explain: bool, json: bool) -> Result<()> {
+    if json {
+        let extra_json: Vec<_> = extra
+            .iter()
+            .map(|(n, r)| match r {
+                Ok(d) => serde_json::json!({"name": n, "status": "passed", "detail": d}),
+                Err(e) => serde_json::json!({"name": n, "status": "failed", "reason": e}),
+            })
+            .collect();
+        let ok = report.verified() && extra.iter().all(|(_, r)| r.is_ok());
+        println!(
+            "{}",
+            serde_json::json!({"receipt": report.cid.to_string(), "verified": ok, "claims": report.claims, "node_checks": extra_json})
+        );
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    for c in &report.claims {
+        let failed = matches!(c.status, vouch_receipt::Status::Failed { .. });
+        if explain || failed {
+            writeln!(out, "{c}")?;
+        }
+    }
+    for (name, r) in extra {
+        match r {
+            Ok(d) if explain => writeln!(out, "passed  {name}: {d}")?,
+            Ok(_) => {}
+            Err(e) => writeln!(out, "FAILED  {name}: {e}")?,
+        }
+    }
+    if report.verified() && extra.iter().all(|(_, r)| r.is_ok()) {
+        let insecure =
+            report.receipt.as_ref().is_some_and(|r| r.body.evidence.technology == vouch_receipt::Technology::None);
+        writeln!(
+            out,
+            "verified {}{}",
+            report.cid,
+            if insecure { " (evidence: none — NO HARDWARE CLAIM, accepted by --allow-insecure)" } else { "" }
+        )?;
+    }
+    Ok(())
+}
