@@ -11,7 +11,7 @@ use vouch_dag::car::{CarReader, CarWriter, walk_dag};
 use vouch_dag::file::import_bytes;
 use vouch_dag::{BlockSource, Cid, MemoryBlocks, Params, export};
 use vouch_receipt::{JobSpec, Receipt, Report, VerifyOptions};
-use vouch_store::{Store, StoreError};
+use vouch_store::{Batch, Store, StoreError};
 
 use crate::VerificationFailed;
 use crate::home::Home;
@@ -53,24 +53,25 @@ pub struct RunArgs {
     pub json: bool,
 }
 
-fn store_module(store: &Store, module: &str) -> Result<(Cid, String)> {
+/// The module's CID and argv[0]. A file is imported into a batch the caller commits once the
+/// rest of the job is valid, so a rejected command leaves the store as it was.
+fn store_module<'s>(store: &'s Store, module: &str) -> Result<(Cid, String, Option<Batch<'s>>)> {
     let path = Path::new(module);
     if path.exists() {
         let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
         let mut batch = store.batch()?;
         let cid = import_bytes(&Params::default(), &bytes, &mut batch)?.cid;
-        batch.commit()?;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("main.wasm").to_string();
-        return Ok((cid, name));
+        return Ok((cid, name, Some(batch)));
     }
     let cid = parse_cid(module).with_context(|| format!("{module:?} is neither a file nor a CID"))?;
     store.check_complete(&cid).with_context(|| format!("module {cid}"))?;
-    Ok((cid, format!("{cid}.wasm")))
+    Ok((cid, format!("{cid}.wasm"), None))
 }
 
 /// Build the job spec these flags describe.
 pub fn spec_from_args(store: &Store, a: &RunArgs) -> Result<JobSpec> {
-    let (module, argv0) = store_module(store, &a.module)?;
+    let (module, argv0, module_batch) = store_module(store, &a.module)?;
     let mut spec = JobSpec::new(module);
     for input in &a.inputs {
         let (cid_s, name) = match input.split_once(':') {
@@ -101,6 +102,9 @@ pub fn spec_from_args(store: &Store, a: &RunArgs) -> Result<JobSpec> {
     spec.limits.output_bytes = parse_size(&a.max_output).context("--max-output")?;
     spec.deterministic = !a.nondeterministic;
     spec.validate()?;
+    if let Some(batch) = module_batch {
+        batch.commit()?;
+    }
     Ok(spec)
 }
 
@@ -131,7 +135,8 @@ pub struct JobFailed(pub String);
 
 impl std::fmt::Display for JobFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the job {}", self.0)
+        // The first line: a trap's backtrace is in the receipt and the run's output.
+        write!(f, "the job did not exit 0: {}", self.0.lines().next().unwrap_or_default())
     }
 }
 
@@ -401,7 +406,7 @@ fn check_dag(source: &Source, cid: &Cid) -> Result<String, String> {
         stack.extend(vouch_dag::block::links(&c, &data).map_err(|e| e.to_string())?);
         n += 1;
     }
-    Ok(format!("{cid}: {n} blocks present and intact"))
+    Ok(format!("{cid}: {n} block{} present and intact", if n == 1 { "" } else { "s" }))
 }
 
 /// Re-run the receipt's job from its spec and compare what it produced.

@@ -95,7 +95,7 @@ fn unknown_cids() {
             assert!(e.contains("not found") || e.contains("not in the store"), "vouch {args:?}: {e}");
         }
         rejects(&v, &["pin", "rm", cid], &[cid, "not pinned"]);
-        let e = rejects(&v, &["car", "export", cid], &["cannot export", cid]);
+        let e = rejects(&v, &["car", "export", cid], &["is incomplete", cid]);
         assert!(!e.contains("pin"), "{e}");
     }
     assert!(!v.path("out").exists() && !v.path("x.car").exists() && !v.path("x.car.partial").exists());

@@ -11,6 +11,7 @@ mod concurrent;
 mod corruption;
 mod crash;
 mod errors;
+mod jobs;
 mod kubo;
 mod roundtrip;
 
