@@ -42,12 +42,7 @@ fn small_car() -> (Vec<u8>, Vec<(usize, usize)>, Blocks) {
     let p = Params { chunk_size: 20, max_links: 2, ..Params::default() };
     let mut m = MemoryBlocks::default();
     let root = import_bytes(&p, &[1u8; 70], &mut m).unwrap(); // 4 leaves (3 equal), 3 inner nodes
-    let mut blocks = Vec::new();
-    vouch_dag::car::walk_dag(&m, &root.cid, |c, d| {
-        blocks.push((*c, d.to_vec()));
-        Ok(())
-    })
-    .unwrap();
+    let blocks = crate::dag_blocks(&m, &root.cid).unwrap();
     let head = encode_header(&[root.cid]);
     let mut ends = vec![(varint(head.len() as u64).len() + head.len(), 0)];
     let mut w = CarWriter::new(Vec::new(), &[root.cid]).unwrap();

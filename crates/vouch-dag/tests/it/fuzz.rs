@@ -9,20 +9,9 @@ mod logic;
 use std::path::PathBuf;
 
 use proptest::prelude::*;
-use vouch_dag::car::{CarWriter, walk_dag};
+use vouch_dag::car::CarWriter;
 use vouch_dag::file::{import_bytes, symlink};
 use vouch_dag::{Cid, MemoryBlocks, Params, dir};
-
-/// Blocks of `root` in DFS pre-order, each once.
-fn dag(blocks: &MemoryBlocks, root: &Cid) -> Vec<(Cid, Vec<u8>)> {
-    let mut out = Vec::new();
-    walk_dag(blocks, root, |c, d| {
-        out.push((*c, d.to_vec()));
-        Ok(())
-    })
-    .unwrap();
-    out
-}
 
 struct Sample {
     name: &'static str,
@@ -43,7 +32,12 @@ fn samples() -> Vec<Sample> {
     ] {
         let mut m = MemoryBlocks::default();
         let root = import_bytes(&p, &content, &mut m).unwrap();
-        out.push(Sample { name, blocks: dag(&m, &root.cid), file: Some(content.clone()), entries: None });
+        out.push(Sample {
+            name,
+            blocks: crate::dag_blocks(&m, &root.cid).unwrap(),
+            file: Some(content.clone()),
+            entries: None,
+        });
     }
     for (name, p) in [
         ("dir_flat", Params::default()),
@@ -60,7 +54,7 @@ fn samples() -> Vec<Sample> {
         let root = dir::directory(&p, entries.clone(), &mut m).unwrap();
         let mut names: Vec<String> = entries.into_iter().map(|(n, _)| n).collect();
         names.sort();
-        out.push(Sample { name, blocks: dag(&m, &root.cid), file: None, entries: Some(names) });
+        out.push(Sample { name, blocks: crate::dag_blocks(&m, &root.cid).unwrap(), file: None, entries: Some(names) });
     }
     out
 }

@@ -266,16 +266,6 @@ fn js_importer_cids_large() {
     js_table(true);
 }
 
-/// Blocks of `root` in DFS pre-order (each once), as `(cid, bytes)`.
-fn dfs(blocks: &MemoryBlocks, root: &Cid) -> Result<Vec<(Cid, Vec<u8>)>, vouch_dag::DagError> {
-    let mut out = Vec::new();
-    car::walk_dag(blocks, root, |c, d| {
-        out.push((*c, d.to_vec()));
-        Ok(())
-    })?;
-    Ok(out)
-}
-
 fn describe(cid: &Cid, bytes: &[u8]) -> String {
     let j = json::to_json(cid, bytes).map_or_else(|e| format!("<{e}>"), |j| j.to_string());
     let j =
@@ -309,14 +299,15 @@ fn js_blocks_byte_identical() {
             theirs.blocks.insert(cid, hex::decode(hex_bytes.as_str().expect("hex")).expect("hex"));
         }
         let their_root = vouch_dag::block::parse_cid(case["root"].as_str().expect("root")).unwrap();
-        let theirs = dfs(&theirs, &their_root).unwrap_or_else(|e| panic!("{name}: the JS dump is not a DAG: {e}"));
+        let theirs =
+            crate::dag_blocks(&theirs, &their_root).unwrap_or_else(|e| panic!("{name}: the JS dump is not a DAG: {e}"));
 
         let mut ours = MemoryBlocks::default();
         let mut node = fx.spec.import(&params, &mut ours).unwrap();
         if wrap {
             node = dir::directory(&params, vec![(fx.name.clone(), node)], &mut ours).unwrap();
         }
-        let ours = dfs(&ours, &node.cid).unwrap();
+        let ours = crate::dag_blocks(&ours, &node.cid).unwrap();
 
         let mut problem = None;
         for i in 0..ours.len().max(theirs.len()) {

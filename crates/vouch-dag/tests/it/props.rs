@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use vouch_dag::block::{DAG_CBOR, DAG_PB, RAW, cid_of};
-use vouch_dag::car::{CarReader, CarWriter, walk_dag};
+use vouch_dag::car::{CarReader, CarWriter};
 use vouch_dag::dagpb::{PbLink, PbNode, encode};
 use vouch_dag::export::{self, Kind};
 use vouch_dag::file::{FileImporter, Node, import_bytes, symlink};
@@ -342,16 +342,6 @@ proptest! {
     }
 }
 
-fn dag_blocks(blocks: &MemoryBlocks, root: &Cid) -> Vec<(Cid, Vec<u8>)> {
-    let mut out = Vec::new();
-    walk_dag(blocks, root, |c, d| {
-        out.push((*c, d.to_vec()));
-        Ok(())
-    })
-    .unwrap();
-    out
-}
-
 /// A CARv2 file around a CARv1 payload, with `pad` bytes between header and payload and an
 /// (ignored) index after it.
 fn carv2(v1: &[u8], pad: usize) -> Vec<u8> {
@@ -379,7 +369,7 @@ proptest! {
     ) {
         let mut blocks = MemoryBlocks::default();
         let root = import_bytes(&p, &data, &mut blocks).unwrap();
-        let dag = dag_blocks(&blocks, &root.cid);
+        let dag = crate::dag_blocks(&blocks, &root.cid).unwrap();
         let mut roots = vec![root.cid];
         roots.extend(extra_roots);
         let mut w = CarWriter::new(Vec::new(), &roots).unwrap();
@@ -416,7 +406,7 @@ fn walk_dag_is_dfs_preorder_each_block_once() {
     let f = import_bytes(&p, &[7u8; 45], &mut m).unwrap(); // 5 leaves, 4 of them identical
     let sub = dir::directory(&p, vec![("f".into(), f)], &mut m).unwrap();
     let root = dir::directory(&p, vec![("a".into(), f), ("b".into(), f), ("s".into(), sub)], &mut m).unwrap();
-    let order: Vec<Cid> = dag_blocks(&m, &root.cid).into_iter().map(|(c, _)| c).collect();
+    let order: Vec<Cid> = crate::dag_blocks(&m, &root.cid).unwrap().into_iter().map(|(c, _)| c).collect();
     assert_eq!(order[0], root.cid);
     assert_eq!(order[1], f.cid, "first link first");
     assert_eq!(*order.last().unwrap(), sub.cid, "the subdirectory after the whole file DAG");
