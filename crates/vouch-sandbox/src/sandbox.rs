@@ -207,7 +207,16 @@ impl Sandbox {
                 (module, PrepareSource::DiskCache)
             }
             None => {
-                let module = Module::new(&inner.engine, wasm).map_err(|e| invalid(format!("{e:#}")))?;
+                let module = Module::new(&inner.engine, wasm).map_err(|e| {
+                    let msg = format!("{e:#}");
+                    if wasm.starts_with(b"\0asm") {
+                        invalid(msg)
+                    } else {
+                        // Text that is not WAT: say so first; the parser's excerpt is noise.
+                        let first = msg.lines().next().unwrap_or_default();
+                        invalid(format!("is neither a Wasm binary nor valid WAT text: {first}"))
+                    }
+                })?;
                 Stats::bump(&inner.stats.compiled);
                 if let Some(disk) = &inner.disk {
                     let written =

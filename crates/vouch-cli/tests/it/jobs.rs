@@ -481,7 +481,12 @@ fn invalid_modules_are_rejected_with_a_receipt() {
     let v = Vouch::new();
     let mut runs = Vec::new();
     let cases: [(&str, Vec<u8>, &str, &[&str]); 6] = [
-        ("text.wasm", b"hello, this is not wasm\n".to_vec(), "rejected", &["expected `(`"]),
+        (
+            "text.wasm",
+            b"hello, this is not wasm\n".to_vec(),
+            "rejected",
+            &["neither a Wasm binary nor valid WAT text: expected `(`"],
+        ),
         ("empty.wasm", Vec::new(), "rejected", &["is not WebAssembly", "no \\0asm magic number"]),
         (
             "import.wat",

@@ -192,7 +192,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 fn invalid_modules_are_refused_at_prepare() {
     for (bytes, needle) in [
         (&b"\0asm\x01\0\0\0\xff\xff"[..], "module wat-bad"),
-        (b"this is not wasm", "expected `(`"),
+        (b"this is not wasm", "is neither a Wasm binary nor valid WAT text: expected `(`"),
         (b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\xff", "not WebAssembly"),
         (b"\0asm\x0d\0\x01\0", "component"),
         (b"(module (func (export \"_start\") (i32.add)))", "type mismatch"),
