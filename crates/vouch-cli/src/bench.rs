@@ -30,6 +30,77 @@ pub enum BenchCmd {
         #[arg(long)]
         kubo_python: Option<PathBuf>,
     },
+    /// Warm job latency and throughput of the whole `vouch run` path (inputs, sandbox, output
+    /// CIDs, receipt signing, store commit) next to `Sandbox::run` of the same tiny module.
+    Job {
+        /// Timed runs of each contender.
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+    },
+}
+
+/// A tiny command module: writes "ok\n" to stdout and exits 0.
+const TINY: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "ok\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 3))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+fn bench_job(runs: usize) -> Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let home = crate::home::Home { dir: scratch.path().join("home") };
+    let store = home.store()?;
+    let key = home.identity()?;
+    let sandbox = crate::job::sandbox(&home)?;
+    let wasm = TINY.as_bytes();
+    let mut batch = store.batch()?;
+    let module = vouch_dag::file::import_bytes(&Params::default(), wasm, &mut batch)?.cid;
+    batch.commit()?;
+    let mut spec = vouch_receipt::JobSpec::new(module);
+    spec.args = vec!["tiny.wasm".into()];
+
+    // Anchor: the sandbox alone, same module, a fresh outputs dir each run.
+    let prepared = sandbox.prepare(&module.to_string(), wasm)?;
+    let mut anchor = Vec::with_capacity(runs);
+    for i in 0..runs + 10 {
+        let out = scratch.path().join(format!("out{i}"));
+        std::fs::create_dir(&out)?;
+        let t = Instant::now();
+        let r = sandbox.run(&prepared, &vouch_sandbox::RunSpec::new(&out))?;
+        let us = t.elapsed().as_secs_f64() * 1e6;
+        anyhow::ensure!(r.outcome.is_success(), "tiny module: {}", r.outcome);
+        if i >= 10 {
+            anchor.push(us);
+        }
+    }
+    // The whole path, as `vouch run --no-cache` does it.
+    let mut full = Vec::with_capacity(runs);
+    let t_all = Instant::now();
+    for i in 0..runs + 10 {
+        let t = Instant::now();
+        crate::job::execute(&home, &store, &sandbox, &key, &spec)?;
+        if i >= 10 {
+            full.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let per_sec = (runs + 10) as f64 / t_all.elapsed().as_secs_f64();
+    let (a50, a99) = percentiles(anchor);
+    let (f50, f99) = percentiles(full);
+    println!("warm job latency, tiny module ({runs} runs each)");
+    println!("{:<46} {:>10} {:>10}", "", "p50 µs", "p99 µs");
+    println!("{:<46} {:>10.1} {:>10.1}", "Sandbox::run (anchor)", a50, a99);
+    println!("{:<46} {:>10.1} {:>10.1}", "vouch run path (store, CIDs, receipt, commit)", f50, f99);
+    println!("ratio: p50 {:.1}x, p99 {:.1}x; {per_sec:.0} jobs/s sequential", f50 / a50, f99 / a99);
+    Ok(())
 }
 
 /// Deterministic incompressible bytes (xorshift64*), fast enough not to dominate set-up.
@@ -58,7 +129,10 @@ fn mbps(bytes: u64, secs: f64) -> f64 {
 }
 
 pub fn run(cmd: BenchCmd) -> Result<()> {
-    let BenchCmd::Import { size, file, kubo_python } = cmd;
+    let (size, file, kubo_python) = match cmd {
+        BenchCmd::Import { size, file, kubo_python } => (size, file, kubo_python),
+        BenchCmd::Job { runs } => return bench_job(runs.max(1)),
+    };
     let scratch = tempfile::tempdir()?;
     let (path, size) = match file {
         Some(f) => {
