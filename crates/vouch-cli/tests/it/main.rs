@@ -13,6 +13,7 @@ mod crash;
 mod errors;
 mod jobs;
 mod kubo;
+mod python;
 mod roundtrip;
 
 use std::ffi::OsStr;

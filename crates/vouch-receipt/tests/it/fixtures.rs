@@ -39,6 +39,8 @@ pub fn golden_spec() -> JobSpec {
         deterministic: true,
         recipient: Some(vec![0x02; 32]),
         policy: Some(cid("bafkreicif4g4nfrrvcmgrglq52gjvjzcfgaophs4ltmg5zw7jsug2jorsa")),
+        // Absent (empty): the golden encoding predates `mounts` and must not change.
+        mounts: BTreeMap::new(),
     }
 }
 

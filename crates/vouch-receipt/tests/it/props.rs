@@ -59,8 +59,9 @@ prop_compose! {
         deterministic in any::<bool>(),
         recipient in prop::option::of(prop::collection::vec(any::<u8>(), 1..80)),
         policy in prop::option::of(cid()),
+        mounts in prop::collection::btree_map("/m[a-z]{0,5}(/[a-z]{1,6}){0,2}", cid(), 0..2),
     ) -> JobSpec {
-        JobSpec { version: SPEC_VERSION, module, inputs, args, env, limits, deterministic, recipient, policy }
+        JobSpec { version: SPEC_VERSION, module, inputs, args, env, limits, deterministic, recipient, policy, mounts }
     }
 }
 
