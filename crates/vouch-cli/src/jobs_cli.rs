@@ -337,14 +337,19 @@ fn load<'s>(arg: &str, store: impl FnOnce() -> Result<&'s Store>) -> Result<(Vec
     Ok((store.get(&cid)?, Source::Store(store), Some(cid)))
 }
 
+/// The store, opened on first use only: a receipt file or CAR can be shown or verified without
+/// touching (or creating) `$VOUCH_HOME`.
+fn open_once<'a>(home: &Home, cell: &'a std::cell::OnceCell<Store>) -> Result<&'a Store> {
+    if cell.get().is_none() {
+        // Only this function sets the cell, and only when it is empty.
+        let _ = cell.set(home.store()?);
+    }
+    cell.get().context("opening the store")
+}
+
 pub fn receipt(home: &Home, c: ReceiptCmd) -> Result<()> {
     let store_cell = std::cell::OnceCell::new();
-    let store = || -> Result<&Store> {
-        if store_cell.get().is_none() {
-            let _ = store_cell.set(home.store()?);
-        }
-        store_cell.get().context("store")
-    };
+    let store = || open_once(home, &store_cell);
     match c {
         ReceiptCmd::Show { receipt, json } => {
             let (bytes, _, _) = load(&receipt, store)?;
@@ -425,12 +430,7 @@ pub struct VerifyArgs {
 
 pub fn verify(home: &Home, a: VerifyArgs) -> Result<()> {
     let store_cell = std::cell::OnceCell::new();
-    let store = || -> Result<&Store> {
-        if store_cell.get().is_none() {
-            let _ = store_cell.set(home.store()?);
-        }
-        store_cell.get().context("store")
-    };
+    let store = || open_once(home, &store_cell);
     let (bytes, source, named) = load(&a.receipt, store)?;
     let expected_node_key = match &a.node_key {
         Some(h) => {
