@@ -3,18 +3,7 @@
 use ipld_core::ipld::Ipld;
 use vouch_receipt::*;
 
-use crate::fixtures::{golden, golden_spec};
-
-fn map_of(bytes: &[u8]) -> std::collections::BTreeMap<String, Ipld> {
-    match serde_ipld_dagcbor::from_slice(bytes).unwrap() {
-        Ipld::Map(m) => m,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn encode(m: std::collections::BTreeMap<String, Ipld>) -> Vec<u8> {
-    serde_ipld_dagcbor::to_vec(&Ipld::Map(m)).unwrap()
-}
+use crate::fixtures::{encode_map, golden, golden_spec, map_of};
 
 #[test]
 fn oversized_inputs_are_rejected_before_parsing() {
@@ -49,12 +38,12 @@ fn versions_other_than_1_are_named() {
     let mut m = map_of(&golden_spec().encode());
     m.insert("version".into(), Ipld::Integer(7));
     assert_eq!(
-        JobSpec::decode(&encode(m.clone())).unwrap_err().to_string(),
+        JobSpec::decode(&encode_map(m.clone())).unwrap_err().to_string(),
         "job spec version is not supported: found 7, this build reads version 1"
     );
     m.remove("version");
     assert!(
-        matches!(JobSpec::decode(&encode(m)), Err(Error::UnsupportedVersion { found, .. }) if found == "no `version` field")
+        matches!(JobSpec::decode(&encode_map(m)), Err(Error::UnsupportedVersion { found, .. }) if found == "no `version` field")
     );
     let list = serde_ipld_dagcbor::to_vec(&Ipld::List(vec![])).unwrap();
     assert!(Receipt::decode(&list).unwrap_err().to_string().contains("the top level is a list, not a map"));
@@ -63,7 +52,7 @@ fn versions_other_than_1_are_named() {
 #[test]
 fn unknown_missing_and_mistyped_fields_are_named() {
     let spec = golden_spec().encode();
-    let schema = |m| match JobSpec::decode(&encode(m)) {
+    let schema = |m| match JobSpec::decode(&encode_map(m)) {
         Err(Error::Schema { path, reason, .. }) => (path, reason),
         other => panic!("{other:?}"),
     };
@@ -87,7 +76,7 @@ fn unknown_missing_and_mistyped_fields_are_named() {
 
     // Receipt-level: the signature's own checks, and nested paths.
     let r = golden().encode();
-    let schema = |m| match Receipt::decode(&encode(m)) {
+    let schema = |m| match Receipt::decode(&encode_map(m)) {
         Err(Error::Schema { path, reason, .. }) => (path, reason),
         other => panic!("{other:?}"),
     };
@@ -117,5 +106,5 @@ fn unknown_missing_and_mistyped_fields_are_named() {
 fn explicit_nulls_are_not_canonical() {
     let mut m = map_of(&golden_spec().encode());
     m.insert("policy".into(), Ipld::Null);
-    assert!(matches!(JobSpec::decode(&encode(m)), Err(Error::NonCanonical { what: "job spec", .. })));
+    assert!(matches!(JobSpec::decode(&encode_map(m)), Err(Error::NonCanonical { what: "job spec", .. })));
 }

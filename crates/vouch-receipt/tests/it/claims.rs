@@ -3,18 +3,7 @@
 use ipld_core::ipld::Ipld;
 use vouch_receipt::*;
 
-use crate::fixtures::{AT, first_failure, golden, insecure, signed_with, status};
-
-fn ipld_of(r: &Receipt) -> std::collections::BTreeMap<String, Ipld> {
-    match serde_ipld_dagcbor::from_slice(&r.encode()).unwrap() {
-        Ipld::Map(m) => m,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn encode(m: std::collections::BTreeMap<String, Ipld>) -> Vec<u8> {
-    serde_ipld_dagcbor::to_vec(&Ipld::Map(m)).unwrap()
-}
+use crate::fixtures::{AT, encode_map, first_failure, golden, insecure, map_of, signed_with, status};
 
 #[test]
 fn a_report_lists_every_claim_in_order_and_prints_them() {
@@ -43,29 +32,29 @@ fn undecodable_bytes_fail_the_first_claim_and_skip_the_rest() {
 
 #[test]
 fn an_unsupported_version_is_named_before_the_schema() {
-    let mut m = ipld_of(&golden());
+    let mut m = map_of(&golden().encode());
     m.insert("version".into(), Ipld::Integer(2));
     m.insert("a_field_from_the_future".into(), Ipld::Null);
-    let report = verify(&encode(m), &insecure());
+    let report = verify(&encode_map(m), &insecure());
     assert_eq!(first_failure(&report, "version"), ("version 1".into(), "2".into()));
     assert!(matches!(status(&report, "schema"), Status::Skipped { .. }));
 }
 
 #[test]
 fn schema_failures_name_the_field_path() {
-    let mut m = ipld_of(&golden());
+    let mut m = map_of(&golden().encode());
     let Some(Ipld::Map(spec)) = m.get_mut("spec") else { panic!() };
     let Some(Ipld::Map(limits)) = spec.get_mut("limits") else { panic!() };
     limits.insert("fuel".into(), Ipld::String("lots".into()));
-    let (_, found) = first_failure(&verify(&encode(m), &insecure()), "schema");
+    let (_, found) = first_failure(&verify(&encode_map(m), &insecure()), "schema");
     assert!(found.contains("at `spec.limits.fuel`"), "{found}");
 }
 
 #[test]
 fn a_null_optional_field_is_not_canonical() {
-    let mut m = ipld_of(&golden());
+    let mut m = map_of(&golden().encode());
     m.insert("stderr".into(), Ipld::Null);
-    let report = verify(&encode(m), &insecure());
+    let report = verify(&encode_map(m), &insecure());
     let (expected, found) = first_failure(&report, "canonical");
     assert_eq!(expected, "the canonical DAG-CBOR encoding");
     assert!(found.starts_with("receipt is not canonically encoded"), "{found}");

@@ -101,3 +101,16 @@ pub fn first_failure(report: &Report, name: &str) -> (String, String) {
         s => unreachable!("first_failure returned {s:?}"),
     }
 }
+
+/// The top-level DAG-CBOR map of encoded bytes, for tests that edit fields by hand.
+pub fn map_of(bytes: &[u8]) -> BTreeMap<String, ipld_core::ipld::Ipld> {
+    match serde_ipld_dagcbor::from_slice(bytes).unwrap() {
+        ipld_core::ipld::Ipld::Map(m) => m,
+        other => panic!("not a map: {other:?}"),
+    }
+}
+
+/// Encode an edited map back to DAG-CBOR.
+pub fn encode_map(m: BTreeMap<String, ipld_core::ipld::Ipld>) -> Vec<u8> {
+    serde_ipld_dagcbor::to_vec(&ipld_core::ipld::Ipld::Map(m)).unwrap()
+}
