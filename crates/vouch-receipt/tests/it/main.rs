@@ -5,6 +5,7 @@
 mod bad_input;
 mod claims;
 mod fixtures;
+mod fuzz;
 mod golden;
 mod props;
 mod tamper;
