@@ -407,16 +407,11 @@ pub fn car(home: &Home, c: CarCmd) -> Result<()> {
         CarCmd::Export { cid, output } => {
             let root = parse_cid(&cid)?;
             let store = home.store()?;
-            // Check completeness first, so a failed export does not leave a partial file.
-            store.check_complete(&root)?;
             match output {
-                Some(path) => {
-                    let tmp = path.with_extension("car.partial");
-                    let f = File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
-                    export_car(&store, &root, BufWriter::with_capacity(1 << 20, f))?.sync_all()?;
-                    fs::rename(&tmp, &path).with_context(|| format!("{}", path.display()))?;
-                }
+                Some(path) => write_car_file(&store, &root, &path)?,
                 None => {
+                    // Check completeness first, so a failed export writes nothing.
+                    store.check_complete(&root)?;
                     drop(export_car(&store, &root, BufWriter::with_capacity(1 << 20, io::stdout().lock()))?);
                 }
             }
@@ -442,6 +437,17 @@ pub fn car(home: &Home, c: CarCmd) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Write the DAG under `root` as a CARv1 file at `path`: completeness checked first, then
+/// written beside it, fsynced and renamed into place, so a failure leaves no partial `path`.
+pub fn write_car_file(store: &Store, root: &Cid, path: &Path) -> Result<()> {
+    store.check_complete(root)?;
+    let tmp = path.with_extension("car.partial");
+    let f = File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
+    export_car(store, root, BufWriter::with_capacity(1 << 20, f))?.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
     Ok(())
 }
 

@@ -32,14 +32,7 @@ pub fn run(home: &Home) -> Result<()> {
 
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let car_path = scratch.path().join("patients.car");
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&car_path)?);
-    let mut car = vouch_dag::car::CarWriter::new(&mut w, &[root.cid])?;
-    vouch_dag::car::walk_dag(&store, &root.cid, |c, d| {
-        car.write(c, d).map_err(|e| vouch_store::StoreError::Dag(e.into()))
-    })?;
-    drop(car);
-    std::io::Write::flush(&mut w)?;
-    drop(w);
+    crate::commands::write_car_file(&store, &root.cid, &car_path)?;
     println!("2. exported the DAG as CARv1: {} ({} bytes)", car_path.display(), std::fs::metadata(&car_path)?.len());
 
     let other = Store::open(&scratch.path().join("other-store"))?;

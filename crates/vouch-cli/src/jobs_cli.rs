@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{ArgAction, Args, Subcommand};
 use vouch_dag::block::parse_cid;
-use vouch_dag::car::{CarReader, CarWriter, walk_dag};
+use vouch_dag::car::{CarReader, walk_dag};
 use vouch_dag::file::Node;
 use vouch_dag::file::import_bytes;
 use vouch_dag::{BlockSource, Cid, MemoryBlocks, Params, export};
 use vouch_receipt::{JobSpec, Receipt, Report, VerifyOptions};
-use vouch_store::{Batch, Store, StoreError};
+use vouch_store::{Batch, Store};
 
 use crate::VerificationFailed;
 use crate::home::Home;
@@ -326,7 +326,8 @@ enum Source<'s> {
     Bare,
 }
 
-impl Source<'_> {
+impl BlockSource for Source<'_> {
+    type Error = anyhow::Error;
     fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
         match self {
             Source::Store(s) => Ok(s.get(cid)?),
@@ -399,13 +400,7 @@ pub fn receipt(home: &Home, c: ReceiptCmd) -> Result<()> {
             let cid = parse_cid(&cid)?;
             let store = store()?;
             Receipt::decode(&store.get(&cid)?).with_context(|| format!("{cid} is not a receipt"))?;
-            store.check_complete(&cid)?;
-            let tmp = output.with_extension("car.partial");
-            let f = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
-            let mut car = CarWriter::new(std::io::BufWriter::new(f), &[cid])?;
-            walk_dag(store, &cid, |c, d| car.write(c, d).map_err(|e| StoreError::Dag(e.into())))?;
-            car.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            std::fs::rename(&tmp, &output).with_context(|| format!("{}", output.display()))?;
+            crate::commands::write_car_file(store, &cid, &output)?;
             println!("exported receipt {cid} with its job, module, inputs and outputs to {}", output.display());
         }
     }
@@ -512,16 +507,11 @@ pub fn verify(home: &Home, a: VerifyArgs) -> Result<()> {
 /// Every block under `cid` is available and hashes right.
 fn check_dag(source: &Source, cid: &Cid) -> Result<String, String> {
     let mut n = 0u64;
-    let mut stack = vec![*cid];
-    let mut seen = std::collections::HashSet::new();
-    while let Some(c) = stack.pop() {
-        if !seen.insert(c) {
-            continue;
-        }
-        let data = source.get(&c).map_err(|e| format!("{e:#}"))?;
-        stack.extend(vouch_dag::block::links(&c, &data).map_err(|e| e.to_string())?);
+    walk_dag(source, cid, |_, _| {
         n += 1;
-    }
+        Ok(())
+    })
+    .map_err(|e| format!("{e:#}"))?;
     Ok(format!("{cid}: {n} block{} present and intact", if n == 1 { "" } else { "s" }))
 }
 
@@ -539,12 +529,8 @@ fn replay(home: &Home, source: &Source, r: &Receipt) -> Result<String, String> {
         needed.extend(r.body.spec.inputs.values().copied());
         needed.extend(r.body.spec.mounts.values().copied());
         for root in needed {
-            let mut stack = vec![root];
-            while let Some(c) = stack.pop() {
-                let data = source.get(&c).with_context(|| format!("replay needs block {c}"))?;
-                stack.extend(vouch_dag::block::links(&c, &data)?);
-                vouch_dag::BlockSink::put(&mut batch, &c, &data)?;
-            }
+            walk_dag(source, &root, |c, d| Ok(vouch_dag::BlockSink::put(&mut batch, c, d)?))
+                .with_context(|| format!("replay needs the DAG under {root}"))?;
         }
         batch.commit()?;
         let sandbox = job::sandbox(home)?;
