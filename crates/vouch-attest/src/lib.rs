@@ -14,6 +14,16 @@ pub mod check;
 
 pub use check::{Check, Checks, Status};
 pub mod tpm;
+#[cfg(feature = "tpm-attester")]
+pub mod tpm_attester;
+
+pub mod dcap;
+pub mod evidence;
+pub mod policy;
+pub mod snp;
+pub mod tsm;
+
+pub use policy::{Policy, PolicyError, Technology};
 
 /// What every technology's appraisal needs besides the evidence and its policy section.
 #[derive(Clone, Debug)]
@@ -25,4 +35,65 @@ pub struct Context<'a> {
     pub trust_roots: &'a [Vec<u8>],
     /// Verification time, Unix seconds (certificate validity, collateral expiry, evidence age).
     pub at: u64,
+}
+
+/// Appraise `evidence` of `technology` (`tpm`, `sev-snp`, `tdx`, `sgx`) under `policy`, one
+/// [`Check`] per claim. A technology the policy does not accept (and `none`, which no policy
+/// accepts: the receipt layer decides about it with `--allow-insecure`) gives one failed
+/// `technology` check and nothing else.
+pub fn appraise(technology: &str, evidence: &[u8], policy: &Policy, ctx: &Context<'_>) -> Checks {
+    let mut checks = Checks::new();
+    let accepted: Vec<&str> = policy.accept.iter().map(|t| t.name()).collect();
+    let Some(tech) = Technology::from_name(technology).filter(|t| policy.accept.contains(t)) else {
+        let found = match technology {
+            "none" => "none (no hardware claim; only --allow-insecure accepts it)".to_owned(),
+            t if Technology::from_name(t).is_some() => format!("{t}, which the policy does not accept"),
+            t => format!("unknown technology {t:?}"),
+        };
+        checks.fail("technology", format!("one of [{}]", accepted.join(", ")), found);
+        return checks;
+    };
+    checks.pass("technology", format!("{technology} is accepted by the policy"));
+    match tech {
+        Technology::Tpm => tpm::appraise(evidence, policy.tpm.as_ref(), ctx, &mut checks),
+        Technology::SevSnp => snp::appraise(evidence, &policy.sev_snp, ctx, &mut checks),
+        Technology::Tdx => dcap::appraise_tdx(evidence, &policy.tdx, ctx, &mut checks),
+        Technology::Sgx => dcap::appraise_sgx(evidence, &policy.sgx, ctx, &mut checks),
+    }
+    checks
+}
+
+/// Certificates from a trust-root file: DER (one certificate) or PEM (one or more
+/// `CERTIFICATE` blocks; other PEM blocks are an error, so a private key given by mistake is
+/// refused rather than ignored).
+pub fn parse_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    use base64::Engine as _;
+    if bytes.first() == Some(&0x30) {
+        return Ok(vec![bytes.to_vec()]);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| "neither DER (starts with 0x30) nor PEM text".to_owned())?;
+    let mut certs = Vec::new();
+    let mut lines = text.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        let Some(label) = line.strip_prefix("-----BEGIN ").and_then(|l| l.strip_suffix("-----")) else { continue };
+        if label != "CERTIFICATE" {
+            return Err(format!("PEM block {label:?}: only CERTIFICATE blocks are trust roots"));
+        }
+        let mut b64 = String::new();
+        loop {
+            match lines.next() {
+                None => return Err("PEM CERTIFICATE block without its END line".into()),
+                Some("-----END CERTIFICATE-----") => break,
+                Some(l) => b64.push_str(l),
+            }
+        }
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_bytes())
+            .map_err(|e| format!("PEM CERTIFICATE block {}: {e}", certs.len() + 1))?;
+        certs.push(der);
+    }
+    if certs.is_empty() {
+        return Err("no PEM CERTIFICATE block found".into());
+    }
+    Ok(certs)
 }

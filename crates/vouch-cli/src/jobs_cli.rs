@@ -63,6 +63,14 @@ pub struct RunArgs {
     /// Run again even if this node already has a receipt for the same job.
     #[arg(long)]
     pub no_cache: bool,
+    /// Evidence that vouches for this node's key in the receipt: none, tpm, sev-snp or tdx
+    /// (default: `tee` in config.json, else none).
+    #[arg(long, value_name = "TEE")]
+    pub tee: Option<String>,
+    /// TPM to quote with: `device:/dev/tpmrm0` (default) or `swtpm:host=127.0.0.1,port=N`
+    /// (default: `tcti` in config.json).
+    #[arg(long, value_name = "STRING")]
+    pub tcti: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -225,13 +233,14 @@ pub fn run(home: &Home, a: RunArgs) -> Result<()> {
     let store = home.store()?;
     let spec = spec_from_args(&store, &a)?;
     let job_cid = spec.cid();
-    let result = match job::memoised(home, &store, &job_cid)? {
+    let attest = node_attest(home, a.tee.as_deref(), a.tcti.as_deref())?;
+    let result = match job::memoised(home, &store, &job_cid, attest.technology)? {
         Some((receipt_cid, receipt)) if spec.deterministic && !a.no_cache => {
             JobResult { receipt_cid, receipt, cached: true, stdout: Vec::new() }
         }
         _ => {
             let sandbox = job::sandbox(home)?;
-            job::execute(home, &store, &sandbox, &home.identity()?, &spec)?
+            job::execute(home, &store, &sandbox, &home.identity()?, &attest, &spec)?
         }
     };
     let stdout = if result.cached { read_stream(&store, result.receipt.body.stdout)? } else { result.stdout.clone() };
@@ -240,6 +249,29 @@ pub fn run(home: &Home, a: RunArgs) -> Result<()> {
         return Err(JobFailed(result.receipt.body.outcome.to_string()).into());
     }
     Ok(())
+}
+
+/// How this node attests: `--tee`/`--tcti`, else `tee`/`tcti` in config.json, else `none`.
+pub fn node_attest(home: &Home, tee: Option<&str>, tcti: Option<&str>) -> Result<job::Attest> {
+    let config = home.config()?;
+    let from_config = |key: &str| config.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    let tee = tee.map(str::to_owned).or_else(|| from_config("tee")).unwrap_or_else(|| "none".into());
+    let refresh =
+        config.get("evidence_refresh_secs").and_then(serde_json::Value::as_u64).unwrap_or(job::EVIDENCE_REFRESH_SECS);
+    let (name, kind) = match tee.as_str() {
+        "none" => return Ok(job::Attest::none()),
+        "tpm" => ("tpm", crate::attest_cli::Tee::Tpm),
+        "sev-snp" => ("sev-snp", crate::attest_cli::Tee::SevSnp),
+        "tdx" => ("tdx", crate::attest_cli::Tee::Tdx),
+        other => bail!("--tee {other:?}: expected none, tpm, sev-snp or tdx"),
+    };
+    let cfg = crate::attest_cli::TeeConfig {
+        tee: kind,
+        tcti: tcti.map(str::to_owned).or_else(|| from_config("tcti")),
+        tsm_root: from_config("tsm_root").map(PathBuf::from),
+        enrollment: Some(home.dir.join("tpm-enrollment.cbor")),
+    };
+    Ok(job::Attest::hardware(name, Box::new(move |binding| crate::attest_cli::generate(&cfg, binding)), refresh))
 }
 
 /// The job ran and was recorded, but did not exit 0 (exit code 3).
@@ -451,6 +483,14 @@ pub struct VerifyArgs {
     /// Verify as of this time (unix seconds) instead of now.
     #[arg(long)]
     pub at: Option<u64>,
+    /// Appraisal policy for hardware evidence (TOML; see docs/attestation.md). Default: accept
+    /// tpm, sev-snp, tdx and sgx evidence, TCB status UpToDate only, no debug.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// A trust root (PEM or DER certificate) beyond the AMD and Intel roots built in, e.g. a TPM
+    /// manufacturer's EK CA. Repeatable.
+    #[arg(long = "trust-root", value_name = "PEM")]
+    pub trust_roots: Vec<PathBuf>,
     /// List every claim checked, not only failures.
     #[arg(long, action = ArgAction::SetTrue)]
     pub explain: bool,
@@ -470,9 +510,27 @@ pub fn verify(home: &Home, a: VerifyArgs) -> Result<()> {
         }
         None => None,
     };
-    let opts =
-        VerifyOptions { allow_insecure: a.allow_insecure, expected_node_key, at: a.at, ..VerifyOptions::default() };
-    let report = vouch_receipt::verify(&bytes, &opts);
+    let policy = match &a.policy {
+        Some(p) => vouch_receipt::Policy::load(p).with_context(|| format!("--policy {}", p.display()))?,
+        None => vouch_receipt::Policy::default(),
+    };
+    let mut trust_roots = Vec::new();
+    for p in &a.trust_roots {
+        let bytes = std::fs::read(p).with_context(|| format!("--trust-root {}", p.display()))?;
+        trust_roots.extend(
+            vouch_attest::parse_certificates(&bytes)
+                .map_err(|e| anyhow::anyhow!("--trust-root {}: {e}", p.display()))?,
+        );
+    }
+    let opts = VerifyOptions {
+        allow_insecure: a.allow_insecure,
+        expected_node_key,
+        at: a.at,
+        policy,
+        trust_roots,
+        ..VerifyOptions::default()
+    };
+    let report = vouch_receipt::verify_with(&bytes, &opts, &|cid| BlockSource::get(&source, cid).ok());
     let mut extra: Vec<(String, Result<String, String>)> = Vec::new();
     if let Some(named) = named {
         let found = report.cid;
@@ -536,7 +594,8 @@ fn replay(home: &Home, source: &Source, r: &Receipt) -> Result<String, String> {
         let sandbox = job::sandbox(home)?;
         let key = vouch_receipt::SigningKey::from_bytes(&rand::random());
         let scratch_home = Home { dir: scratch.path().to_path_buf() };
-        let again = job::execute(&scratch_home, &store, &sandbox, &key, &r.body.spec)?.receipt.body;
+        let again =
+            job::execute(&scratch_home, &store, &sandbox, &key, &job::Attest::none(), &r.body.spec)?.receipt.body;
         let b = &r.body;
         let pairs = [
             ("outcome", b.outcome.to_string(), again.outcome.to_string()),
@@ -566,7 +625,8 @@ fn print_report(report: &Report, extra: &[(String, Result<String, String>)], exp
         let ok = report.verified() && extra.iter().all(|(_, r)| r.is_ok());
         println!(
             "{}",
-            serde_json::json!({"receipt": report.cid.to_string(), "verified": ok, "claims": report.claims, "node_checks": extra_json})
+            serde_json::json!({"receipt": report.cid.to_string(), "verified": ok, "claims": report.claims,
+                "evidence_checks": report.evidence_checks, "node_checks": extra_json})
         );
         return Ok(());
     }
@@ -575,6 +635,21 @@ fn print_report(report: &Report, extra: &[(String, Result<String, String>)], exp
         let failed = matches!(c.status, vouch_receipt::Status::Failed { .. });
         if explain || failed {
             writeln!(out, "{c}")?;
+        }
+        // The evidence claim summarises the appraisal: show its claims under it.
+        if c.name == "evidence" && (explain || failed) {
+            for e in report.evidence_checks.iter() {
+                let line = match &e.status {
+                    vouch_attest::Status::Passed { detail } => format!("pass  {}: {detail}", e.claim),
+                    vouch_attest::Status::Failed { expected, found } => {
+                        format!("FAIL  {}: expected {expected}; found {found}", e.claim)
+                    }
+                    vouch_attest::Status::Skipped { reason } => format!("skip  {}: {reason}", e.claim),
+                };
+                if explain || line.starts_with("FAIL") {
+                    writeln!(out, "        {line}")?;
+                }
+            }
         }
     }
     for (name, r) in extra {

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 verification failed, 2 error, 3 a job ran (and has a receipt) but
 //! did not exit 0.
 
+mod attest_cli;
 mod bench;
 mod commands;
 mod demo;
@@ -67,6 +68,8 @@ enum Command {
     Receipt(jobs_cli::ReceiptCmd),
     /// Verify a receipt offline: exit 0 verified, 1 not verified, 2 error.
     Verify(jobs_cli::VerifyArgs),
+    /// Hardware attestation: fresh evidence for this node's key, offline verification, TPM enrolment.
+    Attest(attest_cli::AttestArgs),
     /// The node's identity: its ed25519 public key (the key is created on first use).
     Id(JsonFlag),
     /// End-to-end demonstration on the embedded store.
@@ -110,6 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => jobs_cli::run(&home, a),
         Command::Receipt(c) => jobs_cli::receipt(&home, c),
         Command::Verify(a) => jobs_cli::verify(&home, a),
+        Command::Attest(a) => attest_cli::run(&home, a),
         Command::Id(j) => commands::id(&home, j.json),
         Command::Demo => demo::run(&home),
         Command::Bench(b) => bench::run(b),

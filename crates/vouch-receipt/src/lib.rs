@@ -76,4 +76,5 @@ pub use spec::{
     JobSpec, Limits, MAX_MEMORY_BYTES, MAX_MOUNT_PATH_BYTES, MAX_NAME_BYTES, MAX_OUTPUT_BYTES, MAX_RECIPIENT_BYTES,
     MAX_SPEC_BYTES, MAX_STREAM_BYTES, MAX_WALL_TIME_MS, MIN_MEMORY_BYTES, SPEC_VERSION,
 };
-pub use verify::{CLAIMS, Claim, Report, Status, VerifyOptions, verify};
+pub use verify::{CLAIMS, Claim, Report, Status, VerifyOptions, verify, verify_with};
+pub use vouch_attest::{Check, Checks, Policy, Status as CheckStatus};

@@ -246,10 +246,13 @@ pub struct Evidence {
     /// Absent for `none`, required by every other technology.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<EvidenceBody>,
+    /// When the node produced the evidence (Unix seconds). Absent for `none`. Checked against
+    /// the appraisal policy's `max_evidence_age`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produced_at: Option<u64>,
 }
 
-/// The technology behind [`Evidence`]. Only `none` is produced and checked today; the others are
-/// reserved names whose verifiers come with hardware attestation.
+/// The technology behind [`Evidence`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Technology {
@@ -309,7 +312,7 @@ impl Evidence {
     /// (nonce and report data) as hardware evidence, so everything else runs the same way.
     pub fn none(node_key: &[u8; 32], nonce: Vec<u8>) -> Self {
         let report_data = report_data(node_key, &nonce);
-        Evidence { technology: Technology::None, nonce, report_data, body: None }
+        Evidence { technology: Technology::None, nonce, report_data, body: None, produced_at: None }
     }
 }
 

@@ -7,8 +7,10 @@ use cid::Cid;
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Serialize;
 
+use vouch_attest::{Checks, Policy};
+
 use crate::codec::{self, RECEIPT};
-use crate::{Error, Outcome, Receipt, Technology, report_data};
+use crate::{Error, EvidenceBody, Outcome, Receipt, Technology, report_data};
 
 /// The claims [`verify`] checks, in the order it checks and reports them. Each is described in
 /// `docs/receipt.md`.
@@ -41,11 +43,23 @@ pub struct VerifyOptions {
     pub at: Option<u64>,
     /// How far in the future of the verification time `issued_at` may be. Default: 300 s.
     pub max_clock_skew_secs: u64,
+    /// How hardware evidence is appraised: accepted technologies, reference measurements,
+    /// minimum TCB, maximum evidence age. Default: [`Policy::default`].
+    pub policy: Policy,
+    /// Trust roots (DER X.509) beyond the vendor roots built in: a TPM EK CA, for example.
+    pub trust_roots: Vec<Vec<u8>>,
 }
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        VerifyOptions { allow_insecure: false, expected_node_key: None, at: None, max_clock_skew_secs: 300 }
+        VerifyOptions {
+            allow_insecure: false,
+            expected_node_key: None,
+            at: None,
+            max_clock_skew_secs: 300,
+            policy: Policy::default(),
+            trust_roots: Vec::new(),
+        }
     }
 }
 
@@ -81,6 +95,9 @@ pub struct Report {
     pub receipt: Option<Receipt>,
     /// One entry per name in [`CLAIMS`], in that order.
     pub claims: Vec<Claim>,
+    /// The appraisal of hardware evidence, claim by claim (`tpm-quote-signature`,
+    /// `snp-measurement`, …): what the `evidence` claim summarises. Empty for `none`.
+    pub evidence_checks: Checks,
 }
 
 impl Report {
@@ -158,15 +175,24 @@ impl Claims {
 /// Verify an encoded receipt offline and report every claim (see [`CLAIMS`]). Never fails:
 /// bytes that do not even decode give a report whose first claim failed and whose other claims
 /// are skipped. To verify a [`Receipt`] held in memory, pass [`Receipt::encode`].
+///
+/// Evidence linked by CID cannot be appraised here: use [`verify_with`] and give it the blocks.
 pub fn verify(bytes: &[u8], opts: &VerifyOptions) -> Report {
+    verify_with(bytes, opts, &|_| None)
+}
+
+/// [`verify`], with `block` returning the bytes of a linked evidence body (from a store, or the
+/// CAR `vouch receipt export` writes). Returned bytes are checked against the CID.
+pub fn verify_with(bytes: &[u8], opts: &VerifyOptions, block: &dyn Fn(&Cid) -> Option<Vec<u8>>) -> Report {
     let cid = codec::cid_of(bytes);
     let mut c = Claims(Vec::with_capacity(CLAIMS.len()));
+    let mut evidence_checks = Checks::new();
     let receipt = decode(&mut c, bytes);
     if let Some(r) = &receipt {
-        check(&mut c, r, opts);
+        check(&mut c, r, opts, block, &mut evidence_checks);
     }
     let claims = c.skip_rest("the receipt did not decode");
-    Report { cid, receipt, claims }
+    Report { cid, receipt, claims, evidence_checks }
 }
 
 /// The structural claims: dag-cbor, version, schema, canonical.
@@ -209,7 +235,13 @@ fn decode(c: &mut Claims, bytes: &[u8]) -> Option<Receipt> {
 }
 
 /// The claims about content, each checked independently.
-fn check(c: &mut Claims, r: &Receipt, opts: &VerifyOptions) {
+fn check(
+    c: &mut Claims,
+    r: &Receipt,
+    opts: &VerifyOptions,
+    block: &dyn Fn(&Cid) -> Option<Vec<u8>>,
+    appraisal: &mut Checks,
+) {
     let b = &r.body;
     let key_hex = hex::encode(b.node_key);
 
@@ -252,29 +284,10 @@ fn check(c: &mut Claims, r: &Receipt, opts: &VerifyOptions) {
     c.check("usage", usage(r));
 
     let evidence = &b.evidence;
-    let tech = evidence.technology;
-    c.check(
-        "evidence",
-        match (tech, &evidence.body) {
-            (Technology::None, Some(_)) => Err(("no evidence body for technology none".into(), "a body".into())),
-            (Technology::None, None) if opts.allow_insecure => {
-                Ok("technology none: NO HARDWARE CLAIM. Nothing vouches \
-                 for this node's key or software; accepted only because insecure receipts are allowed"
-                    .into())
-            }
-            (Technology::None, None) => Err((
-                "hardware evidence (tpm, sev-snp, tdx or sgx), or insecure receipts allowed (--allow-insecure)".into(),
-                "technology none: no hardware claim".into(),
-            )),
-            (_, None) => Err((format!("an evidence body for technology {tech}"), "none".into())),
-            (_, Some(_)) => Err((
-                "evidence of a technology this verifier checks".into(),
-                format!("technology {tech}: this build has no {tech} verifier"),
-            )),
-        },
-    );
-
     let bound = report_data(&b.node_key, &evidence.nonce);
+    let now = now(opts);
+    c.check("evidence", appraise_evidence(r, &bound, opts, now.0, block, appraisal));
+
     c.check(
         "evidence-binding",
         if bound == evidence.report_data {
@@ -291,12 +304,7 @@ fn check(c: &mut Claims, r: &Receipt, opts: &VerifyOptions) {
         },
     );
 
-    let (now, clock) = match opts.at {
-        Some(t) => (t, "given verification time"),
-        // A clock before 1970 is treated as 0: every receipt is then "in the future" and fails
-        // loudly rather than passing.
-        None => (SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()), "system clock"),
-    };
+    let (now, clock) = now;
     let latest = now.saturating_add(opts.max_clock_skew_secs);
     c.check(
         "time",
@@ -312,6 +320,83 @@ fn check(c: &mut Claims, r: &Receipt, opts: &VerifyOptions) {
             ))
         },
     );
+}
+
+/// The verification time and where it came from.
+fn now(opts: &VerifyOptions) -> (u64, &'static str) {
+    match opts.at {
+        Some(t) => (t, "given verification time"),
+        // A clock before 1970 is treated as 0: every receipt is then "in the future" and fails
+        // loudly rather than passing.
+        None => (SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()), "system clock"),
+    }
+}
+
+/// The `evidence` claim: `none` only with `allow_insecure`; hardware evidence appraised under
+/// the policy (every sub-claim recorded in `appraisal`), for the binding of this node key and
+/// nonce, not older than the policy's `max_evidence_age`.
+fn appraise_evidence(
+    r: &Receipt,
+    bound: &[u8; 32],
+    opts: &VerifyOptions,
+    now: u64,
+    block: &dyn Fn(&Cid) -> Option<Vec<u8>>,
+    appraisal: &mut Checks,
+) -> Result<String, (String, String)> {
+    let evidence = &r.body.evidence;
+    let tech = evidence.technology;
+    let body = match (tech, &evidence.body) {
+        (Technology::None, Some(_)) => return Err(("no evidence body for technology none".into(), "a body".into())),
+        (Technology::None, None) if opts.allow_insecure => {
+            return Ok("technology none: NO HARDWARE CLAIM. Nothing vouches \
+                 for this node's key or software; accepted only because insecure receipts are allowed"
+                .into());
+        }
+        (Technology::None, None) => {
+            return Err((
+                "hardware evidence (tpm, sev-snp, tdx or sgx), or insecure receipts allowed (--allow-insecure)".into(),
+                "technology none: no hardware claim".into(),
+            ));
+        }
+        (_, None) => return Err((format!("an evidence body for technology {tech}"), "none".into())),
+        (_, Some(EvidenceBody::Inline(bytes))) => bytes.clone(),
+        (_, Some(EvidenceBody::Link(cid))) => match block(cid) {
+            None => {
+                return Err((
+                    format!("the {tech} evidence body {cid} (bundled with the receipt or in the store)"),
+                    "not available to this verifier".into(),
+                ));
+            }
+            Some(bytes) if codec::cid_of(&bytes).hash() != cid.hash() => {
+                return Err((format!("evidence body with CID {cid}"), "bytes that hash to another CID".into()));
+            }
+            Some(bytes) => bytes,
+        },
+    };
+    let ctx = vouch_attest::Context { binding: *bound, trust_roots: &opts.trust_roots, at: now };
+    *appraisal = vouch_attest::appraise(tech.as_str(), &body, &opts.policy, &ctx);
+    if let Some(max) = opts.policy.max_evidence_age {
+        let max = max.as_secs();
+        match evidence.produced_at {
+            None => appraisal.fail("evidence-age", format!("evidence produced within {max} s"), "no production time"),
+            Some(t) if now.saturating_sub(t) > max => {
+                appraisal.fail("evidence-age", format!("at most {max} s old at {now}"), format!("produced at {t}"))
+            }
+            Some(t) => appraisal.pass("evidence-age", format!("produced at {t}, at most {max} s before {now}")),
+        }
+    }
+    match appraisal.first_failure() {
+        None => {
+            let n = appraisal.iter().filter(|c| matches!(c.status, vouch_attest::Status::Passed { .. })).count();
+            Ok(format!("{tech} evidence appraised: {n} claims passed under the policy"))
+        }
+        Some(failed) => {
+            let vouch_attest::Status::Failed { expected, found } = &failed.status else {
+                unreachable!("first_failure returns a failed check")
+            };
+            Err((format!("{}: {expected}", failed.claim), found.clone()))
+        }
+    }
 }
 
 /// The usage and outcome agree with the limits: fuel consumed within the fuel limit (and

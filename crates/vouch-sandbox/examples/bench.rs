@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vouch_sandbox::{Outcome, PrepareSource, Prepared, RunSpec, Sandbox, SandboxConfig};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig, Store};
+use wasmtime::{Config, Engine, Linker, Module, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -196,22 +196,8 @@ struct RawState {
 }
 
 fn raw_wasmtime_latencies(n: usize) -> Vec<Duration> {
-    let mut config = Config::new();
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(PoolingAllocationConfig::new()));
-    let engine = Engine::new(&config).unwrap();
-    let module = Module::new(&engine, TINY).unwrap();
-    let mut linker: Linker<RawState> = Linker::new(&engine);
-    p1::add_to_linker_sync(&mut linker, |s| &mut s.wasi).unwrap();
-    let pre = linker.instantiate_pre(&module).unwrap();
-    latencies(n, || {
-        let stdout = MemoryOutputPipe::new(1 << 20);
-        let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).build_p1();
-        let mut store = Store::new(&engine, RawState { wasi });
-        let instance = pre.instantiate(&mut store).unwrap();
-        instance.get_typed_func::<(), ()>(&mut store, "_start").unwrap().call(&mut store, ()).unwrap();
-        drop(store);
-        assert_eq!(&stdout.contents()[..], b"ok\n");
-    })
+    let raw = vouch_sandbox::anchor::RawWasmtime::new(TINY.as_bytes()).unwrap();
+    latencies(n, || assert_eq!(raw.call().unwrap(), b"ok\n"))
 }
 
 fn throughput(sandbox: &Sandbox, prepared: &Prepared, threads: usize, window: Duration, inputs: &Path) -> f64 {

@@ -90,6 +90,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod anchor;
 mod cache;
 mod clocks;
 mod config;

@@ -116,23 +116,61 @@ fn usage_beyond_the_limits_fails_usage() {
 }
 
 #[test]
-fn evidence_technologies_without_a_verifier_fail_plainly() {
+fn hardware_evidence_is_appraised_and_its_failing_claim_named() {
+    // Bytes that are no TPM evidence: appraised, and the appraisal's first failed claim is named.
     let tpm = signed_with(|b| {
         b.evidence.technology = Technology::Tpm;
         b.evidence.body = Some(EvidenceBody::Inline(vec![1, 2, 3]));
     });
-    let (_, found) = first_failure(&verify(&tpm, &insecure()), "evidence");
-    assert_eq!(found, "technology tpm: this build has no tpm verifier");
+    let report = verify(&tpm, &insecure());
+    let (expected, _) = first_failure(&report, "evidence");
+    assert!(expected.starts_with("tpm-decode: "), "{expected}");
+    assert_eq!(report.evidence_checks.first_failure().unwrap().claim, "tpm-decode");
 
+    // A linked body the verifier was not given fails plainly; bytes that do not hash to the
+    // link are refused before any appraisal.
     let linked = signed_with(|b| {
         b.evidence.technology = Technology::SevSnp;
         b.evidence.body = Some(EvidenceBody::Link(b.spec.module));
     });
     let r = Receipt::decode(&linked).unwrap();
     assert_eq!(r.body.evidence.body, Some(EvidenceBody::Link(r.body.spec.module)));
-    assert_eq!(
-        first_failure(&verify(&linked, &insecure()), "evidence").1,
-        "technology sev-snp: this build has no sev-snp verifier"
+    assert_eq!(first_failure(&verify(&linked, &insecure()), "evidence").1, "not available to this verifier");
+    let wrong = vouch_receipt::verify_with(&linked, &insecure(), &|_| Some(b"other bytes".to_vec()));
+    assert_eq!(first_failure(&wrong, "evidence").1, "bytes that hash to another CID");
+
+    // A technology the policy does not accept fails the appraisal's `technology` claim.
+    let only_tpm =
+        VerifyOptions { policy: vouch_receipt::Policy::from_toml_str("accept = [\"tpm\"]").unwrap(), ..insecure() };
+    let sgx = signed_with(|b| {
+        b.evidence.technology = Technology::Sgx;
+        b.evidence.body = Some(EvidenceBody::Inline(vec![0xa0]));
+    });
+    let (expected, found) = first_failure(&verify(&sgx, &only_tpm), "evidence");
+    assert!(expected.starts_with("technology: one of [tpm]"), "{expected}");
+    assert!(found.contains("sgx"), "{found}");
+
+    // The policy's maximum evidence age is checked against `produced_at` and the verification time.
+    let aged = VerifyOptions {
+        policy: vouch_receipt::Policy::from_toml_str("max_evidence_age = \"1h\"").unwrap(),
+        ..insecure()
+    };
+    let at = aged.at.unwrap();
+    let age_check = |produced_at: Option<u64>| {
+        let bytes = signed_with(|b| {
+            b.evidence.technology = Technology::Tpm;
+            b.evidence.body = Some(EvidenceBody::Inline(vec![1]));
+            b.evidence.produced_at = produced_at;
+        });
+        let report = verify(&bytes, &aged);
+        report.evidence_checks.iter().find(|c| c.claim == "evidence-age").unwrap().status.clone()
+    };
+    assert!(matches!(age_check(Some(at - 3600)), vouch_receipt::CheckStatus::Passed { .. }));
+    assert!(
+        matches!(age_check(Some(at - 3601)), vouch_receipt::CheckStatus::Failed { found, .. } if found == format!("produced at {}", at - 3601))
+    );
+    assert!(
+        matches!(age_check(None), vouch_receipt::CheckStatus::Failed { found, .. } if found == "no production time")
     );
 
     let bodyless = signed_with(|b| b.evidence.technology = Technology::Tdx);

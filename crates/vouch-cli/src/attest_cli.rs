@@ -1,0 +1,1022 @@
+//! `vouch attest`: fresh evidence for this node's key, offline verification of evidence from
+//! other tools, and TPM attestation-key enrolment.
+//!
+//! [`generate`] is the reusable part (the job executor calls it): evidence of the configured
+//! technology binding a 32-byte value. The rest is the command line:
+//!
+//! - `vouch attest [--tee …]` prints fresh evidence for the node key and what it binds;
+//! - `vouch attest verify FILE --format …` appraises raw SEV-SNP reports, DCAP quotes, TPM
+//!   evidence or Vouch evidence bodies with `vouch_attest::appraise`, one line per claim;
+//! - `vouch attest enroll …` is the offline-capable, privacy-CA style enrolment of the TPM
+//!   attestation key (formats in docs/attestation.md, "Enrolment commands").
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use base64::Engine as _;
+use clap::{Args, Subcommand, ValueEnum};
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use vouch_attest::evidence::{DcapEvidence, SnpEvidence};
+use vouch_attest::tpm::{self, Enrollment, TpmEvidence, certs, wire};
+use vouch_attest::{Check, Checks, Policy, Status};
+
+use crate::VerificationFailed;
+use crate::home::Home;
+
+/// The TCTI used when none is given: the kernel's TPM resource manager.
+pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
+/// The installed enrolment statement, under `$VOUCH_HOME`.
+pub const ENROLLMENT_FILE: &str = "tpm-enrollment.cbor";
+/// The error for TPM operations in a build without the `tpm` feature.
+pub const NO_TPM_SUPPORT: &str =
+    "this vouch was built without TPM support; rebuild with `--features tpm` (needs libtss2-dev)";
+/// Largest input file read by these commands (evidence, reports, quotes, enrolment files).
+const MAX_INPUT_BYTES: u64 = 16 << 20;
+/// Domain separator of the stateless enrolment challenge secret.
+const CHALLENGE_DOMAIN: &[u8] = b"vouch-tpm-enrollment-challenge-v1\0";
+/// Version of the enrolment file formats.
+const ENROLL_VERSION: u32 = 1;
+
+// ---------------------------------------------------------------------------------------------
+// Generation API
+// ---------------------------------------------------------------------------------------------
+
+/// A trusted execution environment to produce evidence with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Tee {
+    /// No hardware claim (evidence body empty).
+    None,
+    /// A TPM 2.0 quote by an enrolled attestation key.
+    Tpm,
+    /// An AMD SEV-SNP report through configfs-tsm.
+    SevSnp,
+    /// An Intel TDX quote through configfs-tsm.
+    Tdx,
+}
+
+impl Tee {
+    /// The technology's wire name: `none`, `tpm`, `sev-snp`, `tdx`.
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            Tee::None => "none",
+            Tee::Tpm => "tpm",
+            Tee::SevSnp => "sev-snp",
+            Tee::Tdx => "tdx",
+        }
+    }
+}
+
+/// Where and how to produce evidence.
+#[derive(Clone, Debug)]
+pub struct TeeConfig {
+    pub tee: Tee,
+    /// TPM TCTI (default [`DEFAULT_TCTI`]). tss-esapi 7.7 reaches swtpm only over TCP:
+    /// `swtpm:host=127.0.0.1,port=N`.
+    pub tcti: Option<String>,
+    /// configfs-tsm report directory (default `/sys/kernel/config/tsm/report`).
+    pub tsm_root: Option<PathBuf>,
+    /// The installed TPM enrolment (default `$VOUCH_HOME/tpm-enrollment.cbor`).
+    pub enrollment: Option<PathBuf>,
+}
+
+impl TeeConfig {
+    pub fn none() -> TeeConfig {
+        TeeConfig { tee: Tee::None, tcti: None, tsm_root: None, enrollment: None }
+    }
+
+    fn tcti(&self) -> &str {
+        self.tcti.as_deref().unwrap_or(DEFAULT_TCTI)
+    }
+}
+
+/// Fresh evidence binding `binding` (32 bytes): returns the technology wire name (`none`, `tpm`,
+/// `sev-snp`, `tdx`) and the evidence body bytes (the DAG-CBOR body vouch-attest's verifiers
+/// take; empty for `none`).
+///
+/// `tdx`: configfs-tsm gives the quote only; its collateral comes from a PCCS, which Vouch does
+/// not contact, so the body carries an empty `collateral` and `tdx-collateral` fails until one is
+/// attached.
+pub fn generate(cfg: &TeeConfig, binding: &[u8; 32]) -> Result<(&'static str, Vec<u8>)> {
+    match cfg.tee {
+        Tee::None => Ok(("none", Vec::new())),
+        Tee::Tpm => Ok(("tpm", tpm_node::quote(cfg, binding)?)),
+        Tee::SevSnp | Tee::Tdx => {
+            use vouch_attest::tsm::{DEFAULT_ROOT, Generated, Tsm};
+            let root = cfg.tsm_root.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+            let generated = Tsm::new(&root).generate(binding)?;
+            match (cfg.tee, generated) {
+                (Tee::SevSnp, Generated::SevSnp(ev)) => Ok(("sev-snp", ev.to_cbor())),
+                (Tee::Tdx, Generated::Tdx { quote }) => {
+                    Ok(("tdx", DcapEvidence { quote, collateral: String::new() }.to_cbor()))
+                }
+                (tee, g) => bail!(
+                    "--tee {} asked for, but configfs-tsm at {} is a {} guest",
+                    tee.wire_name(),
+                    root.display(),
+                    g.technology()
+                ),
+            }
+        }
+    }
+}
+
+/// `$VOUCH_HOME/tpm-enrollment.cbor`, or the configured path.
+fn enrollment_path(configured: Option<&Path>) -> Result<PathBuf> {
+    match configured {
+        Some(p) => Ok(p.to_owned()),
+        None => Ok(Home::from_env()?.dir.join(ENROLLMENT_FILE)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enrolment file formats (DAG-CBOR, unknown fields rejected; docs/attestation.md)
+// ---------------------------------------------------------------------------------------------
+
+/// `enroll request` (node → authority): the TPM's EK certificate, intermediates, and AK.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub version: u32,
+    /// DER EK certificate from the TPM's NV.
+    #[serde(with = "serde_bytes")]
+    pub ek_certificate: Vec<u8>,
+    /// DER intermediates between the EK certificate and the authority's trust root.
+    pub ek_chain: Vec<ByteBuf>,
+    /// `TPM2B_PUBLIC` of the attestation key.
+    #[serde(with = "serde_bytes")]
+    pub ak_public: Vec<u8>,
+}
+
+/// `enroll challenge` (authority → node): a credential only that TPM can activate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollChallenge {
+    pub version: u32,
+    /// The request file's bytes, exactly.
+    #[serde(with = "serde_bytes")]
+    pub request: Vec<u8>,
+    /// Unix seconds; covered by the secret.
+    pub issued_at: u64,
+    /// `TPM2B_ID_OBJECT` contents.
+    #[serde(with = "serde_bytes")]
+    pub credential_blob: Vec<u8>,
+    /// `TPM2B_ENCRYPTED_SECRET` contents.
+    #[serde(with = "serde_bytes")]
+    pub encrypted_secret: Vec<u8>,
+}
+
+/// `enroll activate` (node → authority): the secret the TPM released.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollResponse {
+    pub version: u32,
+    #[serde(with = "serde_bytes")]
+    pub request: Vec<u8>,
+    pub issued_at: u64,
+    #[serde(with = "serde_bytes")]
+    pub secret: Vec<u8>,
+}
+
+/// `enroll sign` (authority → node), installed as `$VOUCH_HOME/tpm-enrollment.cbor`: the signed
+/// statement, and the EK chain the authority verified (attached to every quote).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstalledEnrollment {
+    pub version: u32,
+    pub enrollment: Enrollment,
+    pub ek_chain: Vec<ByteBuf>,
+}
+
+fn to_cbor<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_ipld_dagcbor::to_vec(value).expect("maps of byte strings and integers always encode")
+}
+
+fn from_cbor<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str, path: &Path) -> Result<T> {
+    serde_ipld_dagcbor::from_slice(bytes).map_err(|e| anyhow!("{}: not a Vouch {what} (DAG-CBOR): {e}", path.display()))
+}
+
+fn check_version(version: u32, what: &str, path: &Path) -> Result<()> {
+    if version != ENROLL_VERSION {
+        bail!("{}: {what} version {version}; this vouch reads version {ENROLL_VERSION}", path.display());
+    }
+    Ok(())
+}
+
+/// The stateless challenge secret: HMAC-SHA256(authority key seed, domain ‖ issued_at ‖ request).
+fn challenge_secret(authority: &SigningKey, issued_at: u64, request: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<Sha256>::new_from_slice(authority.as_bytes()).expect("HMAC takes any key length");
+    mac.update(CHALLENGE_DOMAIN);
+    mac.update(&issued_at.to_be_bytes());
+    mac.update(request);
+    mac.finalize().into_bytes().into()
+}
+
+/// Equal lengths and contents, in time independent of the contents.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.is_dir() {
+        bail!("{}: is a directory", path.display());
+    }
+    if meta.len() > MAX_INPUT_BYTES {
+        bail!("{}: {} bytes, more than the {MAX_INPUT_BYTES} accepted", path.display(), meta.len());
+    }
+    fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Write `bytes` to `path` atomically (a temporary file in the same directory, then rename).
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("writing {}", path.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path).map_err(|e| anyhow!("writing {}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+fn load_authority_key(path: &Path) -> Result<SigningKey> {
+    let pem = fs::read_to_string(path).with_context(|| format!("reading the authority key {}", path.display()))?;
+    SigningKey::from_pkcs8_pem(&pem).map_err(|e| anyhow!("{}: not an ed25519 PKCS#8 PEM key: {e}", path.display()))
+}
+
+fn read_certificates(paths: &[PathBuf], option: &str) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for p in paths {
+        let bytes = read_input(p)?;
+        out.extend(vouch_attest::parse_certificates(&bytes).map_err(|e| anyhow!("{option} {}: {e}", p.display()))?);
+    }
+    Ok(out)
+}
+
+fn read_one_certificate(path: &Path, option: &str) -> Result<Vec<u8>> {
+    let mut certs = read_certificates(std::slice::from_ref(&path.to_path_buf()), option)?;
+    if certs.len() != 1 {
+        bail!("{option} {}: {} certificates; expected one", path.display(), certs.len());
+    }
+    Ok(certs.remove(0))
+}
+
+fn ak_name_of(ak_public: &[u8]) -> Result<Vec<u8>> {
+    wire::parse_public(ak_public).and_then(|p| p.name()).map_err(|e| anyhow!("AK public area: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The node's TPM (feature `tpm`)
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(feature = "tpm")]
+mod tpm_node {
+    use super::*;
+    use vouch_attest::tpm::DEFAULT_PCR_SELECTION;
+    use vouch_attest::tpm_attester::TpmAttester;
+
+    pub fn open(tcti: &str) -> Result<TpmAttester> {
+        TpmAttester::open(tcti).map_err(|e| anyhow!("opening the TPM: {e}"))
+    }
+
+    /// The installed enrolment, checked against this TPM's EK certificate and AK.
+    fn installed(path: &Path, attester: &TpmAttester) -> Result<InstalledEnrollment> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "no TPM enrolment at {}: enrol this TPM's attestation key first: `vouch attest enroll request` \
+                 here, `vouch attest enroll challenge` and `sign` at the enrolment authority, then `vouch attest \
+                 enroll activate` and `install` here (docs/attestation.md, \"Enrolment commands\")",
+                path.display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let installed: InstalledEnrollment = from_cbor(&bytes, "TPM enrolment", path)?;
+        check_version(installed.version, "enrolment", path)?;
+        matches_tpm(&installed.enrollment, attester).with_context(|| format!("{}", path.display()))?;
+        Ok(installed)
+    }
+
+    /// Does `enrollment` name this TPM's EK certificate and AK?
+    pub fn matches_tpm(enrollment: &Enrollment, attester: &TpmAttester) -> Result<()> {
+        let ek = attester.ek_certificate().ok_or_else(|| anyhow!("the TPM has no EK certificate"))?;
+        if enrollment.statement.ek_cert_sha256 != Sha256::digest(ek).as_slice() {
+            bail!(
+                "the enrolment is for EK certificate sha256 {}, this TPM's is {}: re-enrol",
+                hex::encode(&enrollment.statement.ek_cert_sha256),
+                hex::encode(Sha256::digest(ek))
+            );
+        }
+        let ak_name = attester.ak_name().map_err(|e| anyhow!("{e}"))?;
+        if enrollment.statement.ak_name != ak_name {
+            bail!(
+                "the enrolment is for AK {}, this TPM's AK is {}: re-enrol",
+                hex::encode(&enrollment.statement.ak_name),
+                hex::encode(&ak_name)
+            );
+        }
+        Ok(())
+    }
+
+    pub fn quote(cfg: &TeeConfig, binding: &[u8; 32]) -> Result<Vec<u8>> {
+        let path = enrollment_path(cfg.enrollment.as_deref())?;
+        let mut attester = open(cfg.tcti())?;
+        let installed = installed(&path, &attester)?;
+        let chain = installed.ek_chain.into_iter().map(ByteBuf::into_vec).collect();
+        let ev = attester
+            .quote(*binding, &DEFAULT_PCR_SELECTION, installed.enrollment, chain)
+            .map_err(|e| anyhow!("TPM quote: {e}"))?;
+        Ok(ev.to_bytes())
+    }
+
+    pub fn request(tcti: &str, ek_chain: Vec<Vec<u8>>) -> Result<EnrollRequest> {
+        let attester = open(tcti)?;
+        let ek_certificate =
+            attester.ek_certificate().ok_or_else(|| anyhow!("the TPM has no EK certificate in NV"))?.to_vec();
+        Ok(EnrollRequest {
+            version: ENROLL_VERSION,
+            ek_certificate,
+            ek_chain: ek_chain.into_iter().map(ByteBuf::from).collect(),
+            ak_public: attester.ak_public().to_vec(),
+        })
+    }
+
+    pub fn activate(tcti: &str, req: &EnrollRequest, challenge: &EnrollChallenge) -> Result<Vec<u8>> {
+        let mut attester = open(tcti)?;
+        if attester.ek_certificate() != Some(req.ek_certificate.as_slice()) || attester.ak_public() != req.ak_public {
+            bail!("the challenge was made for another TPM (its request names another EK certificate or AK)");
+        }
+        attester
+            .activate_credential(&challenge.credential_blob, &challenge.encrypted_secret)
+            .map_err(|e| anyhow!("the TPM refused the credential: {e}"))
+    }
+
+    pub fn check_install(tcti: &str, enrollment: &Enrollment) -> Result<()> {
+        let attester = open(tcti)?;
+        matches_tpm(enrollment, &attester)
+    }
+}
+
+#[cfg(not(feature = "tpm"))]
+mod tpm_node {
+    use super::*;
+
+    pub fn quote(_: &TeeConfig, _: &[u8; 32]) -> Result<Vec<u8>> {
+        bail!(NO_TPM_SUPPORT)
+    }
+
+    pub fn request(_: &str, _: Vec<Vec<u8>>) -> Result<EnrollRequest> {
+        bail!(NO_TPM_SUPPORT)
+    }
+
+    pub fn activate(_: &str, _: &EnrollRequest, _: &EnrollChallenge) -> Result<Vec<u8>> {
+        bail!(NO_TPM_SUPPORT)
+    }
+
+    pub fn check_install(_: &str, _: &Enrollment) -> Result<()> {
+        bail!(NO_TPM_SUPPORT)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+// ---------------------------------------------------------------------------------------------
+
+/// `vouch attest`: without a subcommand, print fresh evidence for this node's key.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AttestArgs {
+    #[command(subcommand)]
+    cmd: Option<AttestCmd>,
+    #[command(flatten)]
+    generate: GenerateArgs,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// The technology to produce evidence with.
+    #[arg(long, value_enum, default_value = "none")]
+    tee: Tee,
+    /// TPM TCTI: `device:/dev/tpmrm0` (default) or, for swtpm (TCP only with this TSS),
+    /// `swtpm:host=127.0.0.1,port=2321`.
+    #[arg(long, env = "VOUCH_TCTI")]
+    tcti: Option<String>,
+    /// configfs-tsm report directory (SEV-SNP, TDX).
+    #[arg(long, value_name = "DIR", default_value = vouch_attest::tsm::DEFAULT_ROOT)]
+    tsm_root: PathBuf,
+    /// The TPM enrolment to attach (default $VOUCH_HOME/tpm-enrollment.cbor).
+    #[arg(long, value_name = "FILE")]
+    enrollment: Option<PathBuf>,
+    /// The nonce, hex (default: 16 random bytes).
+    #[arg(long, value_name = "HEX")]
+    nonce: Option<String>,
+    /// Print JSON, with the evidence body in base64.
+    #[arg(long)]
+    json: bool,
+    /// Write the evidence body to FILE (for `vouch attest verify FILE --format vouch`).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum AttestCmd {
+    /// Verify evidence offline: exit 0 every claim holds, 1 a claim failed, 2 error.
+    Verify(VerifyArgs),
+    /// Enrol the TPM's attestation key with an enrolment authority (privacy-CA style, offline).
+    #[command(subcommand)]
+    Enroll(EnrollCmd),
+}
+
+pub fn run(home: &Home, args: AttestArgs) -> Result<()> {
+    match args.cmd {
+        None => attest(home, args.generate),
+        Some(AttestCmd::Verify(v)) => verify(v),
+        Some(AttestCmd::Enroll(e)) => enroll(home, e),
+    }
+}
+
+fn attest(home: &Home, args: GenerateArgs) -> Result<()> {
+    let nonce = match &args.nonce {
+        Some(h) => {
+            let n = hex::decode(h.trim()).map_err(|e| anyhow!("--nonce {h:?}: not hex: {e}"))?;
+            if n.is_empty() || n.len() > 64 {
+                bail!("--nonce: {} bytes; give 1 to 64 bytes of hex", n.len());
+            }
+            n
+        }
+        None => {
+            let mut n = vec![0u8; 16];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut n);
+            n
+        }
+    };
+    let node_key = home.identity()?.verifying_key().to_bytes();
+    let binding = vouch_receipt::report_data(&node_key, &nonce);
+    let cfg = TeeConfig {
+        tee: args.tee,
+        tcti: args.tcti.clone(),
+        tsm_root: Some(args.tsm_root.clone()),
+        enrollment: Some(args.enrollment.clone().unwrap_or_else(|| home.dir.join(ENROLLMENT_FILE))),
+    };
+    let (technology, body) = generate(&cfg, &binding)?;
+    if let Some(out) = &args.output {
+        write_file(out, &body)?;
+    }
+    let summary = summarize(technology, &body);
+    if args.json {
+        let mut v = json!({
+            "technology": technology,
+            "nonce": hex::encode(&nonce),
+            "binding": hex::encode(binding),
+            "node_key": hex::encode(node_key),
+            "evidence": base64::engine::general_purpose::STANDARD.encode(&body),
+            "evidence_bytes": body.len(),
+        });
+        if let (Some(map), serde_json::Value::Object(s)) = (v.as_object_mut(), summary) {
+            map.extend(s);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("technology  {technology}");
+        println!("nonce       {}", hex::encode(&nonce));
+        println!("binding     {}", hex::encode(binding));
+        println!("node key    {}", hex::encode(node_key));
+        println!(
+            "evidence    {} bytes{}",
+            body.len(),
+            args.output.as_ref().map(|p| format!(" (written to {})", p.display())).unwrap_or_default()
+        );
+        if technology == "none" {
+            println!("binds       nothing: `none` carries no hardware claim");
+        }
+        if let serde_json::Value::Object(s) = summary {
+            for (k, v) in s {
+                let v = match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                println!("{:<11} {v}", k.replace('_', " "));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What evidence of `technology` binds, for display: read from the body without verifying it.
+fn summarize(technology: &str, body: &[u8]) -> serde_json::Value {
+    match technology {
+        "tpm" => match TpmEvidence::from_bytes(body) {
+            Ok(ev) => {
+                let pcrs: serde_json::Map<String, serde_json::Value> =
+                    ev.pcrs.iter().map(|p| (p.index.to_string(), json!(hex::encode(&p.sha256)))).collect();
+                let (subject, issuer) = match certs::parse(&ev.ek_certificate) {
+                    Ok(c) => (certs::subject(&c), certs::issuer(&c)),
+                    Err(e) => (format!("(unparsable: {e})"), String::new()),
+                };
+                json!({
+                    "ak_name": ak_name_of(&ev.ak_public).map(hex::encode).unwrap_or_else(|e| e.to_string()),
+                    "ek_subject": subject,
+                    "ek_issuer": issuer,
+                    "enrolled_by": hex::encode(&ev.ak_binding.authority),
+                    "pcrs": pcrs,
+                })
+            }
+            Err(e) => json!({ "summary_error": e }),
+        },
+        "sev-snp" => match SnpEvidence::from_cbor(body) {
+            Ok(ev) if ev.report.len() == vouch_attest::snp::REPORT_LEN => {
+                let r = &ev.report;
+                json!({
+                    "report_version": u32::from_le_bytes(r[0..4].try_into().expect("4 bytes")),
+                    "measurement": hex::encode(&r[0x90..0xc0]),
+                    "chip_id": hex::encode(&r[0x1a0..0x1e0]),
+                    "reported_tcb": format!("{:#018x}", u64::from_le_bytes(r[0x180..0x188].try_into().expect("8 bytes"))),
+                    "report_data": hex::encode(&r[0x50..0x90]),
+                })
+            }
+            Ok(ev) => json!({ "summary_error": format!("report of {} bytes", ev.report.len()) }),
+            Err(e) => json!({ "summary_error": e.to_string() }),
+        },
+        "tdx" => match DcapEvidence::from_cbor(body) {
+            // TDX quote v4/v5: 48-byte header, then the TD report (MRTD at 136..184 of it).
+            Ok(ev) if ev.quote.len() >= 48 + 584 => json!({
+                "mrtd": hex::encode(&ev.quote[48 + 136..48 + 184]),
+                "report_data": hex::encode(&ev.quote[48 + 520..48 + 584]),
+                "collateral": if ev.collateral.is_empty() { "none attached (fetch it from a PCCS)" } else { "attached" },
+            }),
+            Ok(ev) => json!({ "summary_error": format!("quote of {} bytes", ev.quote.len()) }),
+            Err(e) => json!({ "summary_error": e.to_string() }),
+        },
+        _ => json!({}),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// vouch attest verify
+// ---------------------------------------------------------------------------------------------
+
+/// What FILE holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// The raw 1184-byte SEV-SNP report (snpguest's attestation-report.bin); needs --vcek.
+    SnpReport,
+    /// A raw TDX quote; needs --collateral.
+    TdxQuote,
+    /// A raw SGX quote; needs --collateral.
+    SgxQuote,
+    /// A Vouch TpmEvidence body (DAG-CBOR). tpm2-tools' separate quote/signature/PCR files are
+    /// not accepted yet.
+    TpmQuote,
+    /// An evidence body written by `vouch attest -o` (technology detected from its fields).
+    Vouch,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The evidence file.
+    file: PathBuf,
+    #[arg(long, value_enum)]
+    format: Format,
+    /// The VCEK that signed an SEV-SNP report (DER or PEM).
+    #[arg(long, value_name = "FILE")]
+    vcek: Option<PathBuf>,
+    /// The AMD ASK (DER or PEM; default: the built-in one for the product line).
+    #[arg(long, value_name = "FILE")]
+    ask: Option<PathBuf>,
+    /// The AMD ARK (DER or PEM; must be a built-in AMD ARK or a --trust-root).
+    #[arg(long, value_name = "FILE")]
+    ark: Option<PathBuf>,
+    /// DCAP collateral: dcap-qvl's QuoteCollateralV3 JSON (as a PCCS serves it).
+    #[arg(long, value_name = "JSON")]
+    collateral: Option<PathBuf>,
+    /// Verification time, Unix seconds (default: now).
+    #[arg(long, value_name = "UNIX_TIME")]
+    at: Option<u64>,
+    /// Appraisal policy, TOML (default: every technology, TCB UpToDate, no debug, VMPL 0).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Extra trust root (PEM or DER), e.g. a TPM EK CA; repeatable.
+    #[arg(long = "trust-root", value_name = "PEM")]
+    trust_roots: Vec<PathBuf>,
+    /// The binding the evidence must carry: 32 bytes of hex, or 64 whose last 32 are zero.
+    /// Without it the report-data claim fails: evidence that binds nothing you know proves
+    /// nothing about who asked for it.
+    #[arg(long, value_name = "HEX")]
+    report_data: Option<String>,
+    #[arg(long)]
+    json: bool,
+    /// Print every claim, not only the failures.
+    #[arg(long)]
+    explain: bool,
+}
+
+/// Is this the claim that checks the binding?
+fn is_binding_claim(claim: &str) -> bool {
+    claim.ends_with("-report-data") || claim == "tpm-qualifying-data"
+}
+
+/// The technology of a Vouch evidence body, by which evidence type it decodes as.
+fn detect(body: &[u8]) -> Result<&'static str> {
+    if TpmEvidence::from_bytes(body).is_ok() {
+        return Ok("tpm");
+    }
+    if SnpEvidence::from_cbor(body).is_ok() {
+        return Ok("sev-snp");
+    }
+    if let Ok(ev) = DcapEvidence::from_cbor(body) {
+        // The quote header's TEE type (bytes 4..8, little endian): 0x81 TDX, 0 SGX.
+        return Ok(match ev.quote.get(4..8) {
+            Some([0x81, 0, 0, 0]) => "tdx",
+            _ => "sgx",
+        });
+    }
+    if body.is_empty() {
+        bail!("empty evidence body: `none` evidence carries no hardware claim and there is nothing to verify");
+    }
+    bail!("not a Vouch evidence body: it decodes as none of the tpm, sev-snp and tdx/sgx evidence maps")
+}
+
+fn parse_report_data(hex_text: &str) -> Result<[u8; 32]> {
+    let bytes = hex::decode(hex_text.trim()).map_err(|e| anyhow!("--report-data: not hex: {e}"))?;
+    match bytes.len() {
+        32 => Ok(bytes.try_into().expect("32 bytes")),
+        64 if bytes[32..].iter().all(|b| *b == 0) => Ok(bytes[..32].try_into().expect("32 bytes")),
+        64 => bail!(
+            "--report-data: the last 32 of 64 bytes must be zero (Vouch report data is the binding ‖ 32 zero \
+             bytes); give the first 32 bytes to check them"
+        ),
+        n => bail!("--report-data: {n} bytes; expected 32 (the binding) or 64 (binding ‖ 32 zero bytes)"),
+    }
+}
+
+fn verify(args: VerifyArgs) -> Result<()> {
+    let expected = args.report_data.as_deref().map(parse_report_data).transpose()?;
+    let policy = match &args.policy {
+        Some(p) => Policy::load(p)?,
+        None => Policy::default(),
+    };
+    let trust_roots = read_certificates(&args.trust_roots, "--trust-root")?;
+    let needs = |opt: &Option<PathBuf>, name: &str| -> Result<PathBuf> {
+        opt.clone().ok_or_else(|| anyhow!("--format {} needs {name}", format_name(args.format)))
+    };
+    let data = read_input(&args.file)?;
+    let (technology, body) = match args.format {
+        Format::SnpReport => {
+            let vcek = read_one_certificate(&needs(&args.vcek, "--vcek")?, "--vcek")?;
+            let ask = args.ask.as_deref().map(|p| read_one_certificate(p, "--ask")).transpose()?;
+            let ark = args.ark.as_deref().map(|p| read_one_certificate(p, "--ark")).transpose()?;
+            ("sev-snp", SnpEvidence { report: data, vcek, ask, ark }.to_cbor())
+        }
+        Format::TdxQuote | Format::SgxQuote => {
+            let path = needs(&args.collateral, "--collateral")?;
+            let collateral = String::from_utf8(read_input(&path)?)
+                .map_err(|_| anyhow!("--collateral {}: not UTF-8 JSON", path.display()))?;
+            serde_json::from_str::<serde_json::Value>(&collateral)
+                .map_err(|e| anyhow!("--collateral {}: not JSON: {e}", path.display()))?;
+            let tech = if args.format == Format::TdxQuote { "tdx" } else { "sgx" };
+            (tech, DcapEvidence { quote: data, collateral }.to_cbor())
+        }
+        Format::TpmQuote => ("tpm", data),
+        Format::Vouch => (detect(&data).with_context(|| format!("{}", args.file.display()))?, data),
+    };
+    let at = args.at.unwrap_or_else(now);
+    let ctx = vouch_attest::Context { binding: expected.unwrap_or([0; 32]), trust_roots: &trust_roots, at };
+    let mut checks = vouch_attest::appraise(technology, &body, &policy, &ctx);
+    if expected.is_none() {
+        for c in checks.0.iter_mut().filter(|c| is_binding_claim(&c.claim)) {
+            if !matches!(c.status, Status::Skipped { .. }) {
+                c.status = Status::Failed {
+                    expected: "the binding given with --report-data (32 bytes of hex)".into(),
+                    found: "--report-data was not given, so the evidence's binding was checked against nothing".into(),
+                };
+            }
+        }
+    }
+    report(&args, technology, at, expected.as_ref(), &checks)
+}
+
+fn format_name(f: Format) -> String {
+    f.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
+}
+
+fn line(c: &Check) -> String {
+    match &c.status {
+        Status::Passed { detail } => format!("PASS {}: {detail}", c.claim),
+        Status::Failed { expected, found } => format!("FAIL {}: expected {expected} / found {found}", c.claim),
+        Status::Skipped { reason } => format!("SKIP {}: {reason}", c.claim),
+    }
+}
+
+fn report(args: &VerifyArgs, technology: &str, at: u64, expected: Option<&[u8; 32]>, checks: &Checks) -> Result<()> {
+    let failed: Vec<&Check> = checks.iter().filter(|c| matches!(c.status, Status::Failed { .. })).collect();
+    let passed = checks.iter().filter(|c| matches!(c.status, Status::Passed { .. })).count();
+    let skipped = checks.iter().count() - passed - failed.len();
+    if args.json {
+        let v = json!({
+            "verified": failed.is_empty(),
+            "technology": technology,
+            "format": format_name(args.format),
+            "at": at,
+            "report_data": expected.map(hex::encode),
+            "checks": checks,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for c in checks.iter().filter(|c| args.explain || matches!(c.status, Status::Failed { .. })) {
+            println!("{}", line(c));
+        }
+        if failed.is_empty() {
+            println!("verified: {technology} evidence, {passed} claims passed, {skipped} skipped, at {at}");
+        } else {
+            println!(
+                "NOT VERIFIED: {technology} evidence, {} of {} claims failed",
+                failed.len(),
+                checks.iter().count()
+            );
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        let names: Vec<&str> = failed.iter().map(|c| c.claim.as_str()).collect();
+        Err(VerificationFailed(format!("evidence not verified: {} failed", names.join(", "))).into())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// vouch attest enroll
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Subcommand)]
+enum EnrollCmd {
+    /// Node: write an enrolment request (EK certificate and chain, AK public area).
+    Request {
+        /// TPM TCTI (default device:/dev/tpmrm0).
+        #[arg(long, env = "VOUCH_TCTI")]
+        tcti: Option<String>,
+        /// Intermediate CA certificates between the EK certificate and the authority's trust
+        /// root (PEM or DER); repeatable.
+        #[arg(long = "ek-chain", value_name = "PEM")]
+        ek_chain: Vec<PathBuf>,
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Authority: verify the request's EK certificate chain and write a credential challenge.
+    Challenge {
+        request: PathBuf,
+        /// EK CA root certificate (PEM or DER); repeatable, at least one.
+        #[arg(long = "trust-root", value_name = "PEM", required = true)]
+        trust_roots: Vec<PathBuf>,
+        /// The authority's ed25519 key (`vouch attest enroll keygen`).
+        #[arg(long, value_name = "AUTHORITY.pem")]
+        key: PathBuf,
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Node: have the TPM activate the credential; write the response.
+    Activate {
+        challenge: PathBuf,
+        #[arg(long, env = "VOUCH_TCTI")]
+        tcti: Option<String>,
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Authority: check the response's secret and sign the enrolment statement.
+    Sign {
+        response: PathBuf,
+        #[arg(long, value_name = "AUTHORITY.pem")]
+        key: PathBuf,
+        /// Oldest challenge accepted (d, h, m, s units).
+        #[arg(long, default_value = "24h")]
+        max_age: String,
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Node: check the enrolment names this TPM's EK and AK, install it in $VOUCH_HOME.
+    Install {
+        enrollment: PathBuf,
+        #[arg(long, env = "VOUCH_TCTI")]
+        tcti: Option<String>,
+    },
+    /// Authority: create an ed25519 key (PKCS#8 PEM, mode 0600); prints its public key hex,
+    /// which goes in the policy's `[tpm] enrollment_keys`.
+    Keygen {
+        #[arg(short, long, value_name = "AUTHORITY.pem")]
+        output: PathBuf,
+    },
+}
+
+fn enroll(home: &Home, cmd: EnrollCmd) -> Result<()> {
+    match cmd {
+        EnrollCmd::Request { tcti, ek_chain, output } => {
+            let chain = read_certificates(&ek_chain, "--ek-chain")?;
+            let req = tpm_node::request(tcti.as_deref().unwrap_or(DEFAULT_TCTI), chain)?;
+            write_file(&output, &to_cbor(&req))?;
+            let subject = certs::parse(&req.ek_certificate).map(|c| certs::subject(&c)).unwrap_or_default();
+            println!("EK certificate  {subject}");
+            println!("AK name         {}", hex::encode(ak_name_of(&req.ak_public)?));
+            println!("request         {}", output.display());
+            Ok(())
+        }
+        EnrollCmd::Challenge { request, trust_roots, key, output } => {
+            let authority = load_authority_key(&key)?;
+            let roots = read_certificates(&trust_roots, "--trust-root")?;
+            let bytes = read_input(&request)?;
+            let req: EnrollRequest = from_cbor(&bytes, "enrolment request", &request)?;
+            check_version(req.version, "enrolment request", &request)?;
+            let at = now();
+            let ak_name = check_request(&req, &roots, at)?;
+            let ek =
+                tpm::EkPublic::from_certificate(&req.ek_certificate).map_err(|e| anyhow!("EK certificate: {e}"))?;
+            let secret = challenge_secret(&authority, at, &bytes);
+            let cred = tpm::make_credential_with_secret(&ek, &ak_name, secret, &mut rand::rngs::OsRng)
+                .map_err(|e| anyhow!("making the credential: {e}"))?;
+            let challenge = EnrollChallenge {
+                version: ENROLL_VERSION,
+                request: bytes,
+                issued_at: at,
+                credential_blob: cred.credential_blob,
+                encrypted_secret: cred.encrypted_secret,
+            };
+            write_file(&output, &to_cbor(&challenge))?;
+            println!("AK name    {}", hex::encode(&ak_name));
+            println!("challenge  {}", output.display());
+            Ok(())
+        }
+        EnrollCmd::Activate { challenge, tcti, output } => {
+            let bytes = read_input(&challenge)?;
+            let chal: EnrollChallenge = from_cbor(&bytes, "enrolment challenge", &challenge)?;
+            check_version(chal.version, "enrolment challenge", &challenge)?;
+            let req: EnrollRequest = from_cbor(&chal.request, "enrolment request", &challenge)?;
+            let secret = tpm_node::activate(tcti.as_deref().unwrap_or(DEFAULT_TCTI), &req, &chal)?;
+            let resp =
+                EnrollResponse { version: ENROLL_VERSION, request: chal.request, issued_at: chal.issued_at, secret };
+            write_file(&output, &to_cbor(&resp))?;
+            println!("response  {}", output.display());
+            Ok(())
+        }
+        EnrollCmd::Sign { response, key, max_age, output } => {
+            let authority = load_authority_key(&key)?;
+            let max_age = vouch_attest::policy::parse_duration(&max_age).map_err(|e| anyhow!("--max-age: {e}"))?;
+            let bytes = read_input(&response)?;
+            let resp: EnrollResponse = from_cbor(&bytes, "enrolment response", &response)?;
+            check_version(resp.version, "enrolment response", &response)?;
+            let expected = challenge_secret(&authority, resp.issued_at, &resp.request);
+            if !ct_eq(&expected, &resp.secret) {
+                return Err(VerificationFailed(
+                    "the response's secret is not the one this authority's challenge holds: the credential was \
+                     not activated by the TPM of the request's EK, or the challenge came from another authority key"
+                        .into(),
+                )
+                .into());
+            }
+            let at = now();
+            let age = at.saturating_sub(resp.issued_at);
+            if age > max_age.as_secs() || resp.issued_at > at + 300 {
+                return Err(VerificationFailed(format!(
+                    "the challenge was issued at {}, {age} s ago; --max-age is {} s",
+                    resp.issued_at,
+                    max_age.as_secs()
+                ))
+                .into());
+            }
+            // The secret is a MAC by this key over the request: it was issued only after the
+            // request's EK chain verified, so the request need not be checked again.
+            let req: EnrollRequest = from_cbor(&resp.request, "enrolment request", &response)?;
+            let ak_name = ak_name_of(&req.ak_public)?;
+            let enrollment = Enrollment::sign(&authority, &req.ek_certificate, &ak_name, at);
+            let installed = InstalledEnrollment { version: ENROLL_VERSION, enrollment, ek_chain: req.ek_chain };
+            write_file(&output, &to_cbor(&installed))?;
+            println!("authority   {}", hex::encode(authority.verifying_key().to_bytes()));
+            println!("AK name     {}", hex::encode(&ak_name));
+            println!("enrolment   {}", output.display());
+            Ok(())
+        }
+        EnrollCmd::Install { enrollment, tcti } => {
+            let bytes = read_input(&enrollment)?;
+            let installed: InstalledEnrollment = from_cbor(&bytes, "TPM enrolment", &enrollment)?;
+            check_version(installed.version, "enrolment", &enrollment)?;
+            installed
+                .enrollment
+                .verify_signature()
+                .map_err(|e| anyhow!("{}: enrolment signature: {e}", enrollment.display()))?;
+            tpm_node::check_install(tcti.as_deref().unwrap_or(DEFAULT_TCTI), &installed.enrollment)?;
+            fs::create_dir_all(&home.dir).with_context(|| format!("creating {}", home.dir.display()))?;
+            let dest = home.dir.join(ENROLLMENT_FILE);
+            write_file(&dest, &bytes)?;
+            println!("authority   {}", hex::encode(&installed.enrollment.authority));
+            println!("AK name     {}", hex::encode(&installed.enrollment.statement.ak_name));
+            println!("installed   {}", dest.display());
+            Ok(())
+        }
+        EnrollCmd::Keygen { output } => {
+            let key = SigningKey::generate(&mut rand::rngs::OsRng);
+            let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| anyhow!("encoding the key: {e}"))?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&output)
+                .with_context(|| format!("creating {}", output.display()))?;
+            f.write_all(pem.as_bytes())
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("{}", hex::encode(key.verifying_key().to_bytes()));
+            Ok(())
+        }
+    }
+}
+
+/// The authority's checks of a request: EK certificate chain to a trust root, valid now, and an
+/// AK with the attributes of an attestation key. Returns the AK name.
+fn check_request(req: &EnrollRequest, roots: &[Vec<u8>], at: u64) -> Result<Vec<u8>> {
+    let refused = |msg: String| -> anyhow::Error { VerificationFailed(format!("request refused: {msg}")).into() };
+    let ek = certs::parse(&req.ek_certificate).map_err(|e| refused(format!("EK certificate: {e}")))?;
+    let chain = req
+        .ek_chain
+        .iter()
+        .enumerate()
+        .map(|(i, der)| certs::parse(der).map_err(|e| refused(format!("ek_chain[{i}]: {e}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let roots = roots
+        .iter()
+        .map(|der| certs::parse(der))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("--trust-root: {e}"))?;
+    certs::verify_chain(&ek, &chain, &roots).map_err(|e| refused(format!("EK certificate chain: {e}")))?;
+    for cert in std::iter::once(&ek).chain(chain.iter()) {
+        let (from, to) = certs::validity(cert);
+        if at < from || at > to {
+            return Err(refused(format!("{} is valid from {from} to {to}, not now ({at})", certs::subject(cert))));
+        }
+    }
+    let ak = wire::parse_public(&req.ak_public).map_err(|e| refused(format!("AK public area: {e}")))?;
+    if ak.attributes & wire::AK_REQUIRED != wire::AK_REQUIRED || ak.attributes & wire::AK_FORBIDDEN != 0 {
+        return Err(refused(format!(
+            "the AK is not a restricted signing key bound to the TPM: {}",
+            wire::describe_attributes(ak.attributes)
+        )));
+    }
+    ak.name().map_err(|e| refused(format!("AK name: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_data_lengths() {
+        assert_eq!(parse_report_data(&"ab".repeat(32)).unwrap(), [0xab; 32]);
+        let mut h = "ab".repeat(32);
+        h.push_str(&"00".repeat(32));
+        assert_eq!(parse_report_data(&h).unwrap(), [0xab; 32]);
+        assert!(parse_report_data(&"ab".repeat(64)).unwrap_err().to_string().contains("must be zero"));
+        assert!(parse_report_data("abcd").unwrap_err().to_string().contains("2 bytes"));
+    }
+
+    #[test]
+    fn challenge_secret_depends_on_key_time_and_request() {
+        let k1 = SigningKey::from_bytes(&[1; 32]);
+        let k2 = SigningKey::from_bytes(&[2; 32]);
+        let s = challenge_secret(&k1, 5, b"req");
+        assert_eq!(s, challenge_secret(&k1, 5, b"req"));
+        assert_ne!(s, challenge_secret(&k2, 5, b"req"));
+        assert_ne!(s, challenge_secret(&k1, 6, b"req"));
+        assert_ne!(s, challenge_secret(&k1, 5, b"reQ"));
+        assert!(ct_eq(&s, &s) && !ct_eq(&s, &s[..31]) && !ct_eq(&s, &[0; 32]));
+    }
+
+    #[test]
+    fn enrolment_files_reject_unknown_fields() {
+        #[derive(Serialize)]
+        struct Extended {
+            version: u32,
+            #[serde(with = "serde_bytes")]
+            request: Vec<u8>,
+            issued_at: u64,
+            #[serde(with = "serde_bytes")]
+            secret: Vec<u8>,
+            extra: u32,
+        }
+        let plain = EnrollResponse { version: 1, request: vec![1], issued_at: 2, secret: vec![3] };
+        assert_eq!(from_cbor::<EnrollResponse>(&to_cbor(&plain), "x", Path::new("f")).unwrap(), plain);
+        let ext = Extended { version: 1, request: vec![1], issued_at: 2, secret: vec![3], extra: 4 };
+        assert!(from_cbor::<EnrollResponse>(&to_cbor(&ext), "x", Path::new("f")).is_err());
+    }
+}
