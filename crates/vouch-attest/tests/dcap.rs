@@ -4,6 +4,9 @@
 use vouch_attest::evidence::DcapEvidence;
 use vouch_attest::{Checks, Context, Policy, Status, appraise};
 
+mod common;
+use common::{failed, failures, passed, status};
+
 const TDX_QUOTE: &[u8] = include_bytes!("../testdata/tdx/quote.bin");
 const TDX_COLLATERAL: &str = include_str!("../testdata/tdx/collateral.json");
 const SGX_QUOTE: &[u8] = include_bytes!("../testdata/sgx/quote.bin");
@@ -37,25 +40,6 @@ fn sgx_binding() -> [u8; 32] {
 
 fn run(tech: &str, body: &[u8], policy: &Policy, binding: [u8; 32], at: u64) -> Checks {
     appraise(tech, body, policy, &Context { binding, trust_roots: &[], at })
-}
-
-fn status<'a>(checks: &'a Checks, claim: &str) -> &'a Status {
-    &checks.iter().find(|c| c.claim == claim).unwrap_or_else(|| panic!("{claim} not recorded: {checks:#?}")).status
-}
-
-fn passed(checks: &Checks, claim: &str) -> bool {
-    matches!(status(checks, claim), Status::Passed { .. })
-}
-
-fn failed(checks: &Checks, claim: &str) -> (String, String) {
-    match status(checks, claim) {
-        Status::Failed { expected, found } => (expected.clone(), found.clone()),
-        s => panic!("{claim} should fail, got {s:?}: {checks:#?}"),
-    }
-}
-
-fn failures(checks: &Checks) -> Vec<&str> {
-    checks.iter().filter(|c| matches!(c.status, Status::Failed { .. })).map(|c| c.claim.as_str()).collect()
 }
 
 #[test]

@@ -5,6 +5,9 @@ use vouch_attest::evidence::SnpEvidence;
 use vouch_attest::policy::{SnpTcb, Technology};
 use vouch_attest::{Checks, Context, Policy, Status, appraise};
 
+mod common;
+use common::{failed, failures, passed, status};
+
 const REPORT: &[u8] = include_bytes!("../testdata/snp/milan-report.bin");
 const VCEK: &[u8] = include_bytes!("../testdata/snp/milan-vcek.der");
 const TURIN_VCEK: &[u8] = include_bytes!("../testdata/snp/turin-vcek.der");
@@ -24,25 +27,6 @@ fn evidence(report: &[u8], vcek: &[u8]) -> Vec<u8> {
 
 fn run(ev: &[u8], policy: &Policy, binding: [u8; 32], at: u64) -> Checks {
     appraise("sev-snp", ev, policy, &Context { binding, trust_roots: &[], at })
-}
-
-fn status<'a>(checks: &'a Checks, claim: &str) -> &'a Status {
-    &checks.iter().find(|c| c.claim == claim).unwrap_or_else(|| panic!("{claim} not recorded: {checks:#?}")).status
-}
-
-fn passed(checks: &Checks, claim: &str) -> bool {
-    matches!(status(checks, claim), Status::Passed { .. })
-}
-
-fn failed(checks: &Checks, claim: &str) -> (String, String) {
-    match status(checks, claim) {
-        Status::Failed { expected, found } => (expected.clone(), found.clone()),
-        s => panic!("{claim} should fail, got {s:?}"),
-    }
-}
-
-fn failures(checks: &Checks) -> Vec<&str> {
-    checks.iter().filter(|c| matches!(c.status, Status::Failed { .. })).map(|c| c.claim.as_str()).collect()
 }
 
 #[test]

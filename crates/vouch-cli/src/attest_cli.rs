@@ -24,7 +24,7 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::L
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use serde_json::json;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use vouch_attest::evidence::{DcapEvidence, SnpEvidence};
 use vouch_attest::tpm::{self, Enrollment, TpmEvidence, certs, wire};
 use vouch_attest::{Check, Checks, Policy, Status};
@@ -37,6 +37,7 @@ pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
 /// The installed enrolment statement, under `$VOUCH_HOME`.
 pub const ENROLLMENT_FILE: &str = "tpm-enrollment.cbor";
 /// The error for TPM operations in a build without the `tpm` feature.
+#[cfg_attr(feature = "tpm", allow(dead_code))]
 pub const NO_TPM_SUPPORT: &str =
     "this vouch was built without TPM support; rebuild with `--features tpm` (needs libtss2-dev)";
 /// Largest input file read by these commands (evidence, reports, quotes, enrolment files).
@@ -77,6 +78,7 @@ impl Tee {
 
 /// Where and how to produce evidence.
 #[derive(Clone, Debug)]
+#[cfg_attr(not(feature = "tpm"), allow(dead_code))]
 pub struct TeeConfig {
     pub tee: Tee,
     /// TPM TCTI (default [`DEFAULT_TCTI`]). tss-esapi 7.7 reaches swtpm only over TCP:
@@ -89,10 +91,7 @@ pub struct TeeConfig {
 }
 
 impl TeeConfig {
-    pub fn none() -> TeeConfig {
-        TeeConfig { tee: Tee::None, tcti: None, tsm_root: None, enrollment: None }
-    }
-
+    #[cfg(feature = "tpm")]
     fn tcti(&self) -> &str {
         self.tcti.as_deref().unwrap_or(DEFAULT_TCTI)
     }
@@ -126,14 +125,6 @@ pub fn generate(cfg: &TeeConfig, binding: &[u8; 32]) -> Result<(&'static str, Ve
                 ),
             }
         }
-    }
-}
-
-/// `$VOUCH_HOME/tpm-enrollment.cbor`, or the configured path.
-fn enrollment_path(configured: Option<&Path>) -> Result<PathBuf> {
-    match configured {
-        Some(p) => Ok(p.to_owned()),
-        None => Ok(Home::from_env()?.dir.join(ENROLLMENT_FILE)),
     }
 }
 
@@ -288,8 +279,22 @@ fn ak_name_of(ak_public: &[u8]) -> Result<Vec<u8>> {
 #[cfg(feature = "tpm")]
 mod tpm_node {
     use super::*;
+    use sha2::Digest as _;
     use vouch_attest::tpm::DEFAULT_PCR_SELECTION;
+
+    /// `$VOUCH_HOME/tpm-enrollment.cbor`, or the configured path.
+    fn enrollment_path(configured: Option<&Path>) -> Result<PathBuf> {
+        match configured {
+            Some(p) => Ok(p.to_owned()),
+            None => Ok(Home::from_env()?.dir.join(ENROLLMENT_FILE)),
+        }
+    }
+
     use vouch_attest::tpm_attester::TpmAttester;
+
+    pub fn require() -> Result<()> {
+        Ok(())
+    }
 
     pub fn open(tcti: &str) -> Result<TpmAttester> {
         TpmAttester::open(tcti).map_err(|e| anyhow!("opening the TPM: {e}"))
@@ -334,10 +339,28 @@ mod tpm_node {
         Ok(())
     }
 
+    /// PCR 23 (resettable, zero after boot) measures the Vouch binary: the first quote after a
+    /// boot extends it with SHA-256 of this executable, later ones find it set and leave it. So
+    /// PCR 23 = SHA-256(32 zero bytes ‖ SHA-256(vouch binary)) for a node that only ever ran one
+    /// binary since boot, a value a policy can pin; anything else shows up as a different value.
+    fn measure_self_once(attester: &mut TpmAttester) -> Result<()> {
+        let pcr = vouch_attest::tpm::SELF_MEASUREMENT_PCR;
+        let current = attester.read_pcrs(&[pcr]).map_err(|e| anyhow!("reading PCR {pcr}: {e}"))?;
+        if current.first().is_some_and(|v| v.sha256.iter().any(|b| *b != 0)) {
+            return Ok(());
+        }
+        let exe = std::env::current_exe().context("locating the vouch binary to measure")?;
+        let mut file = std::fs::File::open(&exe).with_context(|| format!("measuring {}", exe.display()))?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher).with_context(|| format!("measuring {}", exe.display()))?;
+        attester.extend_self_measurement(hasher.finalize().into()).map_err(|e| anyhow!("extending PCR {pcr}: {e}"))
+    }
+
     pub fn quote(cfg: &TeeConfig, binding: &[u8; 32]) -> Result<Vec<u8>> {
         let path = enrollment_path(cfg.enrollment.as_deref())?;
         let mut attester = open(cfg.tcti())?;
         let installed = installed(&path, &attester)?;
+        measure_self_once(&mut attester)?;
         let chain = installed.ek_chain.into_iter().map(ByteBuf::into_vec).collect();
         let ev = attester
             .quote(*binding, &DEFAULT_PCR_SELECTION, installed.enrollment, chain)
@@ -376,6 +399,10 @@ mod tpm_node {
 #[cfg(not(feature = "tpm"))]
 mod tpm_node {
     use super::*;
+
+    pub fn require() -> Result<()> {
+        bail!(NO_TPM_SUPPORT)
+    }
 
     pub fn quote(_: &TeeConfig, _: &[u8; 32]) -> Result<Vec<u8>> {
         bail!(NO_TPM_SUPPORT)
@@ -507,11 +534,21 @@ fn attest(home: &Home, args: GenerateArgs) -> Result<()> {
         }
         if let serde_json::Value::Object(s) = summary {
             for (k, v) in s {
-                let v = match v {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                println!("{:<11} {v}", k.replace('_', " "));
+                match v {
+                    serde_json::Value::String(s) => println!("{:<11} {s}", k.replace('_', " ")),
+                    // The TPM's PCR values, one a line (JSON keeps them numerically ordered as text).
+                    serde_json::Value::Object(m) => {
+                        let mut entries: Vec<(u32, String)> = m
+                            .iter()
+                            .map(|(i, v)| (i.parse().unwrap_or(u32::MAX), v.as_str().unwrap_or_default().to_owned()))
+                            .collect();
+                        entries.sort();
+                        for (i, v) in entries {
+                            println!("{:<11} {v}", format!("pcr {i}"));
+                        }
+                    }
+                    other => println!("{:<11} {other}", k.replace('_', " ")),
+                }
             }
         }
     }
@@ -823,6 +860,9 @@ enum EnrollCmd {
 }
 
 fn enroll(home: &Home, cmd: EnrollCmd) -> Result<()> {
+    if matches!(cmd, EnrollCmd::Request { .. } | EnrollCmd::Activate { .. } | EnrollCmd::Install { .. }) {
+        tpm_node::require()?;
+    }
     match cmd {
         EnrollCmd::Request { tcti, ek_chain, output } => {
             let chain = read_certificates(&ek_chain, "--ek-chain")?;

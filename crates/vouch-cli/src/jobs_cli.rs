@@ -68,8 +68,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "TEE")]
     pub tee: Option<String>,
     /// TPM to quote with: `device:/dev/tpmrm0` (default) or `swtpm:host=127.0.0.1,port=N`
-    /// (default: `tcti` in config.json).
-    #[arg(long, value_name = "STRING")]
+    /// (default: $VOUCH_TCTI, else `tcti` in config.json).
+    #[arg(long, value_name = "STRING", env = "VOUCH_TCTI")]
     pub tcti: Option<String>,
     #[arg(long)]
     pub json: bool,

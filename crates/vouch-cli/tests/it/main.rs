@@ -5,6 +5,7 @@
 //! `@ipld/car` library in `testdata/car`) skip with a printed reason when the tool is missing,
 //! and fail instead when `CI=true`.
 
+mod attest;
 mod blocks;
 mod car;
 mod concurrent;

@@ -1,0 +1,613 @@
+//! `vouch attest`: offline verification of the committed real evidence samples
+//! (`crates/vouch-attest/testdata`, pinned verification times from its README), tampered and
+//! garbage input, `--tee none`, the build without TPM support, the evidence fuzz bodies over the
+//! samples, and (feature `tpm`, real swtpm) the whole enrolment flow through the CLI.
+//!
+//! About `--report-data`: none of the vendor samples was made for a Vouch key. The tests pass the
+//! first 32 bytes of each sample's own report data (read from the report/quote bytes) and expect
+//! every claim to pass or be skipped except, for SEV-SNP and TDX, `*-report-data`, which fails
+//! naming their non-zero bytes 32..64 (the SGX sample's bytes 32..64 happen to be zero, so with
+//! a policy accepting its TCB status and advisories it verifies completely).
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::{Vouch, one_line_error, random_bytes, repo_root};
+
+#[path = "../../../../fuzz/attest/body.rs"]
+mod fuzz_body;
+
+/// A real swtpm per test, as vouch-attest's own tests start it.
+#[cfg(feature = "tpm")]
+#[path = "../../../vouch-attest/tests/tpm_support/mod.rs"]
+mod tpm_support;
+
+/// SEV-SNP sample: inside the Milan VCEK's validity.
+const SNP_AT: &str = "1704067200";
+/// TDX and SGX samples: inside every collateral window.
+const DCAP_AT: &str = "1751328000";
+/// The TPM vector: inside its certificates' validity.
+const TPM_AT: &str = "1900000000";
+
+fn testdata(rel: &str) -> String {
+    repo_root().join("crates/vouch-attest/testdata").join(rel).to_str().unwrap().to_owned()
+}
+
+/// Run `args`, return (exit code, stdout, stderr).
+fn run(v: &Vouch, args: &[&str]) -> (i32, String, String) {
+    let out = v.run(args);
+    (
+        out.status.code().expect("exited, not killed"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `attest verify … --json`: (exit code, parsed JSON).
+fn verify_json(v: &Vouch, args: &[&str]) -> (i32, Value) {
+    let mut a = vec!["attest", "verify"];
+    a.extend_from_slice(args);
+    a.push("--json");
+    let (code, stdout, stderr) = run(v, &a);
+    assert!(!stderr.contains("panicked"), "vouch {a:?} panicked: {stderr}");
+    let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{a:?}: {e}: {stdout} / {stderr}"));
+    (code, json)
+}
+
+fn status_of<'a>(json: &'a Value, claim: &str) -> &'a Value {
+    json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["claim"] == claim)
+        .unwrap_or_else(|| panic!("no claim {claim} in {json:#}"))
+}
+
+/// Every claim passed or skipped except exactly `failing`, whose `found` contains `needle`.
+#[track_caller]
+fn only_failure(json: &Value, failing: &str, needle: &str) {
+    assert_eq!(json["verified"], false, "{json:#}");
+    for c in json["checks"].as_array().unwrap() {
+        if c["claim"] == failing {
+            assert_eq!(c["status"], "failed", "{json:#}");
+            assert!(c["found"].as_str().unwrap().contains(needle), "{failing}: {c:#}");
+        } else {
+            assert_ne!(c["status"], "failed", "{} failed: {json:#}", c["claim"]);
+        }
+    }
+}
+
+fn snp_report_data_head() -> String {
+    let report = std::fs::read(testdata("snp/milan-report.bin")).unwrap();
+    hex::encode(&report[0x50..0x70])
+}
+
+/// Report data of a TDX v4 quote: the last 64 bytes of the 584-byte TD report after the header.
+fn tdx_report_data_head() -> String {
+    let quote = std::fs::read(testdata("tdx/quote.bin")).unwrap();
+    hex::encode(&quote[48 + 520..48 + 552])
+}
+
+/// Report data of an SGX v3 quote: bytes 320..384 of the 384-byte enclave report after the header.
+fn sgx_report_data_head() -> String {
+    let quote = std::fs::read(testdata("sgx/quote.bin")).unwrap();
+    hex::encode(&quote[48 + 320..48 + 352])
+}
+
+#[test]
+fn snp_sample_passes_every_claim_but_report_data() {
+    let v = Vouch::new();
+    let (report, vcek) = (testdata("snp/milan-report.bin"), testdata("snp/milan-vcek.der"));
+    let rd = snp_report_data_head();
+    let args = ["--format", "snp-report", "--vcek", &vcek, "--at", SNP_AT, "--report-data", &rd];
+    let (code, json) = verify_json(&v, &[&[report.as_str()][..], &args].concat());
+    assert_eq!(code, 1);
+    only_failure(&json, "snp-report-data", "not made for a Vouch binding");
+    for claim in ["snp-cert-chain", "snp-cert-validity", "snp-report-signature", "snp-chip-id", "snp-vcek-tcb"] {
+        assert_eq!(status_of(&json, claim)["status"], "passed", "{claim}");
+    }
+    assert_eq!(json["technology"], "sev-snp");
+    assert_eq!(json["report_data"], rd);
+
+    // Human output: --explain prints one line per claim, without it only the failures.
+    let mut a = vec!["attest", "verify", &report];
+    a.extend_from_slice(&args);
+    let (code, stdout, stderr) = run(&v, &[&a[..], &["--explain"]].concat());
+    assert_eq!(code, 1);
+    assert!(stdout.contains("PASS snp-report-signature: "), "{stdout}");
+    assert!(stdout.contains("SKIP snp-measurement: "), "{stdout}");
+    assert!(stdout.contains("FAIL snp-report-data: expected "), "{stdout}");
+    assert!(stdout.lines().last().unwrap().starts_with("NOT VERIFIED"), "{stdout}");
+    assert!(one_line_error(&stderr).contains("snp-report-data"), "{stderr}");
+    let (_, stdout, _) = run(&v, &a);
+    assert_eq!(stdout.lines().count(), 2, "only the failure and the verdict: {stdout}");
+
+    // A PEM VCEK works as well as DER.
+    let der = std::fs::read(&vcek).unwrap();
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der)
+    );
+    let pem_path = v.write("vcek.pem", pem.as_bytes());
+    let (_, json) = verify_json(
+        &v,
+        &[
+            &report,
+            "--format",
+            "snp-report",
+            "--vcek",
+            pem_path.to_str().unwrap(),
+            "--at",
+            SNP_AT,
+            "--report-data",
+            &rd,
+        ],
+    );
+    only_failure(&json, "snp-report-data", "not made for a Vouch binding");
+}
+
+#[test]
+fn missing_report_data_fails_the_binding_claim_and_says_why() {
+    let v = Vouch::new();
+    let (report, vcek) = (testdata("snp/milan-report.bin"), testdata("snp/milan-vcek.der"));
+    let (code, json) = verify_json(&v, &[&report, "--format", "snp-report", "--vcek", &vcek, "--at", SNP_AT]);
+    assert_eq!(code, 1);
+    only_failure(&json, "snp-report-data", "--report-data was not given");
+    assert_eq!(json["report_data"], Value::Null);
+    // A wrong binding fails with expected and found.
+    let (code, json) = verify_json(
+        &v,
+        &[&report, "--format", "snp-report", "--vcek", &vcek, "--at", SNP_AT, "--report-data", &"00".repeat(32)],
+    );
+    assert_eq!(code, 1);
+    only_failure(&json, "snp-report-data", &snp_report_data_head());
+}
+
+#[test]
+fn tdx_and_sgx_samples_with_collateral() {
+    let v = Vouch::new();
+    let (quote, coll) = (testdata("tdx/quote.bin"), testdata("tdx/collateral.json"));
+    let rd = tdx_report_data_head();
+    let (code, json) = verify_json(
+        &v,
+        &[&quote, "--format", "tdx-quote", "--collateral", &coll, "--at", DCAP_AT, "--report-data", &rd],
+    );
+    assert_eq!(code, 1);
+    only_failure(&json, "tdx-report-data", "not made for a Vouch binding");
+    for claim in ["tdx-collateral", "tdx-quote-signature", "tdx-tcb-level", "tdx-tcb-status", "tdx-debug"] {
+        assert_eq!(status_of(&json, claim)["status"], "passed", "{claim}: {json:#}");
+    }
+
+    // The SGX sample's platform needs configuration and has two advisories: a policy accepts them.
+    let policy = v.write(
+        "sgx.toml",
+        b"[sgx]\ntcb_statuses = [\"ConfigurationAndSWHardeningNeeded\"]\nadvisories = [\"INTEL-SA-00289\", \"INTEL-SA-00615\"]\n",
+    );
+    let (quote, coll) = (testdata("sgx/quote.bin"), testdata("sgx/collateral.json"));
+    let rd = sgx_report_data_head();
+    let base = [quote.as_str(), "--format", "sgx-quote", "--collateral", &coll, "--at", DCAP_AT, "--report-data", &rd];
+    // Its report data happens to have the Vouch layout (bytes 32..64 zero): every claim holds.
+    let (code, json) = verify_json(&v, &[&base[..], &["--policy", policy.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(json["verified"], true);
+    assert_eq!(status_of(&json, "sgx-report-data")["status"], "passed");
+    // The default policy names the TCB status it wanted and found.
+    let (_, json) = verify_json(&v, &base);
+    let c = status_of(&json, "sgx-tcb-status");
+    assert_eq!(c["status"], "failed");
+    assert!(c["found"].as_str().unwrap().contains("ConfigurationAndSWHardeningNeeded"), "{c}");
+
+    // After the collateral expired: the collateral claim fails.
+    let (code, json) = verify_json(&v, &[&quote, "--format", "sgx-quote", "--collateral", &coll, "--at", "1754006400"]);
+    assert_eq!(code, 1);
+    assert_eq!(status_of(&json, "sgx-collateral")["status"], "failed", "{json:#}");
+}
+
+/// The committed TPM vector's policy (`testdata/tpm/policy.toml` holds the `[tpm]` section's
+/// contents) as a policy file: the enrolment key and every quoted PCR value.
+fn tpm_policy(v: &Vouch) -> String {
+    let section = std::fs::read_to_string(testdata("tpm/policy.toml")).unwrap();
+    let text = format!("[tpm]\n{}", section.replace("[pcrs]", "[tpm.pcrs]"));
+    v.write("tpm-policy.toml", text.as_bytes()).to_str().unwrap().to_owned()
+}
+
+#[test]
+fn committed_tpm_vector_verifies() {
+    let v = Vouch::new();
+    let binding = hex::encode(Sha256::digest(b"nonce-1"));
+    let (ev, root, policy) = (testdata("tpm/evidence.cbor"), testdata("tpm/ek-root.der"), tpm_policy(&v));
+    for format in ["tpm-quote", "vouch"] {
+        let args =
+            ["attest", "verify", &ev, "--format", format, "--trust-root", &root, "--policy", &policy, "--at", TPM_AT];
+        let out = v.ok(&[&args[..], &["--report-data", &binding, "--explain"]].concat());
+        assert!(out.contains("PASS tpm-qualifying-data: "), "{out}");
+        assert!(out.contains("PASS tpm-ak-binding: "), "{out}");
+        assert!(out.lines().last().unwrap().starts_with("verified: tpm evidence"), "{out}");
+        // Another binding: the qualifying data claim fails with both values.
+        let (code, stdout, _) = run(&v, &[&args[..], &["--report-data", &"11".repeat(32)]].concat());
+        assert_eq!(code, 1);
+        assert!(stdout.contains("FAIL tpm-qualifying-data: expected 1111"), "{stdout}");
+        assert!(stdout.contains(&binding), "{stdout}");
+    }
+    // Without the EK root the chain claim fails.
+    let (code, json) = verify_json(
+        &v,
+        &[&ev, "--format", "tpm-quote", "--policy", &policy, "--at", TPM_AT, "--report-data", &binding],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(status_of(&json, "tpm-ek-chain")["status"], "failed");
+}
+
+#[test]
+fn a_flipped_byte_fails_the_claim_it_breaks() {
+    let v = Vouch::new();
+    // SNP: a byte of the measurement: the signature no longer verifies, the contents are skipped.
+    let mut report = std::fs::read(testdata("snp/milan-report.bin")).unwrap();
+    report[0x90] ^= 1;
+    let bad = v.write("report.bin", &report);
+    let vcek = testdata("snp/milan-vcek.der");
+    let args = ["attest", "verify", bad.to_str().unwrap(), "--format", "snp-report", "--vcek", &vcek, "--at", SNP_AT];
+    let (code, stdout, stderr) = run(&v, &[&args[..], &["--report-data", &snp_report_data_head()]].concat());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.contains("FAIL snp-report-signature: "), "{stdout}");
+    assert!(one_line_error(&stderr).contains("snp-report-signature"), "{stderr}");
+
+    // TDX: a byte of the TD report (inside the signed body).
+    let mut quote = std::fs::read(testdata("tdx/quote.bin")).unwrap();
+    quote[48 + 200] ^= 1;
+    let bad = v.write("quote.bin", &quote);
+    let coll = testdata("tdx/collateral.json");
+    let (code, json) =
+        verify_json(&v, &[bad.to_str().unwrap(), "--format", "tdx-quote", "--collateral", &coll, "--at", DCAP_AT]);
+    assert_eq!(code, 1);
+    assert_eq!(status_of(&json, "tdx-quote-signature")["status"], "failed", "{json:#}");
+
+    // TPM: a byte of the quote.
+    let ev = std::fs::read(testdata("tpm/evidence.cbor")).unwrap();
+    let mut tpm_ev: vouch_attest::tpm::TpmEvidence = vouch_attest::tpm::TpmEvidence::from_bytes(&ev).unwrap();
+    let last = tpm_ev.quote.len() - 1;
+    tpm_ev.quote[last] ^= 1;
+    let bad = v.write("ev.cbor", &tpm_ev.to_bytes());
+    let (code, json) = verify_json(
+        &v,
+        &[
+            bad.to_str().unwrap(),
+            "--format",
+            "tpm-quote",
+            "--trust-root",
+            &testdata("tpm/ek-root.der"),
+            "--policy",
+            &tpm_policy(&v),
+            "--at",
+            TPM_AT,
+            "--report-data",
+            &hex::encode(Sha256::digest(b"nonce-1")),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(status_of(&json, "tpm-quote-signature")["status"], "failed", "{json:#}");
+}
+
+#[test]
+fn garbage_never_panics_and_says_what_is_wrong() {
+    let v = Vouch::new();
+    let vcek = testdata("snp/milan-vcek.der");
+    let coll = testdata("tdx/collateral.json");
+    for (i, len) in [0usize, 1, 100, 1184, 5000].into_iter().enumerate() {
+        let garbage = v.write(&format!("garbage{i}"), &random_bytes(900 + i as u64, len));
+        for format in ["snp-report", "tdx-quote", "sgx-quote", "tpm-quote", "vouch"] {
+            let args = ["attest", "verify", garbage.to_str().unwrap(), "--format", format, "--vcek", &vcek];
+            let (code, stdout, stderr) = run(&v, &[&args[..], &["--collateral", &coll]].concat());
+            assert!(code == 1 || code == 2, "{format} len {len}: exit {code}");
+            assert!(!stderr.contains("panicked"), "{format} len {len}: {stderr}");
+            let line = one_line_error(&stderr);
+            if code == 1 {
+                assert!(stdout.contains("-decode: expected"), "{format} len {len}: {stdout}");
+            } else {
+                assert!(line.contains("Vouch evidence body") || line.contains("nothing to verify"), "{line}");
+            }
+        }
+    }
+    // Usage errors: exit 2, one line naming the problem.
+    let report = testdata("snp/milan-report.bin");
+    assert!(v.err(&["attest", "verify", &report, "--format", "snp-report"]).contains("needs --vcek"));
+    assert!(v.err(&["attest", "verify", &report, "--format", "tdx-quote"]).contains("needs --collateral"));
+    assert!(v.err(&["attest", "verify", "missing.bin", "--format", "tpm-quote"]).contains("missing.bin"));
+    let e = v.err(&["attest", "verify", &report, "--format", "snp-report", "--vcek", &report]);
+    assert!(e.contains("--vcek"), "{e}");
+    let e = v.err(&["attest", "verify", &report, "--format", "tpm-quote", "--report-data", "abcd"]);
+    assert!(e.contains("--report-data") && e.contains("2 bytes"), "{e}");
+    let e = v.err(&["attest", "verify", &report, "--format", "tpm-quote", "--report-data", &"ab".repeat(64)]);
+    assert!(e.contains("must be zero"), "{e}");
+    let bad_policy = v.write("p.toml", b"accept = []\n");
+    let e = v.err(&["attest", "verify", &report, "--format", "tpm-quote", "--policy", bad_policy.to_str().unwrap()]);
+    assert!(e.contains("accept"), "{e}");
+    let not_json = v.write("c.json", b"{not json");
+    let e = v.err(&["attest", "verify", &report, "--format", "tdx-quote", "--collateral", not_json.to_str().unwrap()]);
+    assert!(e.contains("not JSON"), "{e}");
+    assert!(v.err(&["attest", "verify", &report, "--format", "pdf"]).contains("pdf"));
+}
+
+#[test]
+fn tee_none_prints_the_binding_of_the_node_key() {
+    let v = Vouch::new();
+    let out: Value = serde_json::from_str(&v.ok(&["attest", "--tee", "none", "--json", "--nonce", "00ff"])).unwrap();
+    assert_eq!(out["technology"], "none");
+    assert_eq!(out["nonce"], "00ff");
+    assert_eq!(out["evidence"], "");
+    assert_eq!(out["evidence_bytes"], 0);
+    let id: Value = serde_json::from_str(&v.ok(&["id", "--json"])).unwrap();
+    let key_hex = out["node_key"].as_str().unwrap();
+    assert!(id.to_string().contains(key_hex), "node_key {key_hex} is the node's identity {id}");
+    let mut h = Sha256::new();
+    h.update(b"vouch-report-data-v1\0");
+    h.update(hex::decode(key_hex).unwrap());
+    h.update([0x00, 0xff]);
+    assert_eq!(out["binding"], hex::encode(h.finalize()));
+    // A random 16-byte nonce when none is given; the default technology is none.
+    let out: Value = serde_json::from_str(&v.ok(&["attest", "--json"])).unwrap();
+    assert_eq!(out["nonce"].as_str().unwrap().len(), 32);
+    assert_eq!(out["technology"], "none");
+    let text = v.ok(&["attest"]);
+    assert!(text.contains("technology  none") && text.contains("binding     "), "{text}");
+    // An empty body has nothing to verify.
+    v.ok(&["attest", "-o", "none.bin"]);
+    assert!(v.err(&["attest", "verify", "none.bin", "--format", "vouch"]).contains("nothing to verify"));
+    assert!(v.err(&["attest", "--nonce", "xyz"]).contains("--nonce"));
+}
+
+#[test]
+fn tee_sev_snp_without_configfs_is_a_clear_error() {
+    let v = Vouch::new();
+    let e = v.err(&["attest", "--tee", "sev-snp", "--tsm-root", "no-such-dir"]);
+    assert!(e.contains("configfs-tsm not available"), "{e}");
+}
+
+#[cfg(not(feature = "tpm"))]
+#[test]
+fn tee_tpm_without_the_feature_says_how_to_get_it() {
+    let v = Vouch::new();
+    for args in [
+        &["attest", "--tee", "tpm"][..],
+        &["attest", "enroll", "request", "-o", "req.cbor"],
+        &["attest", "enroll", "install", "x.cbor"],
+    ] {
+        let e = v.err(args);
+        assert!(e.contains("built without TPM support") && e.contains("--features tpm"), "{args:?}: {e}");
+    }
+}
+
+/// The fuzz targets' bodies over the real samples, their truncations and byte flips.
+#[test]
+fn evidence_fuzz_bodies_over_the_samples() {
+    let read = |p: &str| std::fs::read(testdata(p)).unwrap();
+    let vcek = read("snp/milan-vcek.der");
+    let seeds: [(&str, Vec<u8>); 4] = [
+        ("snp", read("snp/milan-report.bin")),
+        ("dcap", read("tdx/quote.bin")),
+        ("dcap", read("sgx/quote.bin")),
+        ("tpm", read("tpm/evidence.cbor")),
+    ];
+    for (target, seed) in &seeds {
+        let mut inputs = vec![seed.clone(), Vec::new()];
+        for cut in [1, 6, 48, 100, seed.len() / 2, seed.len().saturating_sub(1)] {
+            inputs.push(seed[..cut.min(seed.len())].to_vec());
+        }
+        for i in (0..seed.len()).step_by((seed.len() / 24).max(1)) {
+            let mut flipped = seed.clone();
+            flipped[i] ^= 0x80;
+            inputs.push(flipped);
+        }
+        for input in &inputs {
+            match *target {
+                "snp" => fuzz_body::evidence_snp_with(input, Some(&vcek)),
+                "dcap" => fuzz_body::evidence_dcap(input),
+                _ => fuzz_body::evidence_tpm(input),
+            }
+        }
+    }
+    // The committed fuzz seeds, and random bytes.
+    let seed_root = repo_root().join("fuzz/seeds");
+    for target in ["evidence_snp", "evidence_dcap", "evidence_tpm"] {
+        let dir: PathBuf = seed_root.join(target);
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let data = std::fs::read(entry.unwrap().path()).unwrap();
+            fuzz_body::evidence_snp(&data);
+            fuzz_body::evidence_dcap(&data);
+            fuzz_body::evidence_tpm(&data);
+        }
+    }
+    for seed in 0..16 {
+        let data = random_bytes(7000 + seed, (seed as usize * 97) % 2000);
+        fuzz_body::evidence_snp(&data);
+        fuzz_body::evidence_dcap(&data);
+        fuzz_body::evidence_tpm(&data);
+    }
+}
+
+#[cfg(feature = "tpm")]
+mod swtpm {
+    use super::*;
+
+    use super::tpm_support::{Swtpm, swtpm_available};
+
+    /// The whole enrolment through the CLI against a real swtpm with its own EK CA, then fresh
+    /// TPM evidence for the node key that `attest verify` accepts.
+    #[test]
+    fn enrolment_flow_then_tpm_evidence_verifies() {
+        if !swtpm_available() {
+            return;
+        }
+        let tpm = Swtpm::start();
+        let v = Vouch::new();
+        let tcti = tpm.tcti();
+        let ca = tpm.dir.path().join("ca");
+        let root = ca.join("swtpm-localca-rootca-cert.pem");
+        let issuer = ca.join("issuercert.pem");
+        let (root, issuer) = (root.to_str().unwrap(), issuer.to_str().unwrap());
+
+        // No enrolment yet: the error says how to enrol.
+        let e = v.err(&["attest", "--tee", "tpm", "--tcti", &tcti]);
+        assert!(e.contains("no TPM enrolment") && e.contains("vouch attest enroll request"), "{e}");
+
+        let authority = v.ok(&["attest", "enroll", "keygen", "-o", "authority.pem"]).trim().to_owned();
+        assert_eq!(authority.len(), 64, "{authority}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(v.path("authority.pem")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(v.err(&["attest", "enroll", "keygen", "-o", "authority.pem"]).contains("authority.pem"));
+
+        v.ok(&["attest", "enroll", "request", "--tcti", &tcti, "--ek-chain", issuer, "-o", "req.cbor"]);
+        // The authority refuses an EK certificate that does not chain to its roots.
+        let other_root = testdata("tpm/ek-root.der");
+        let (code, _, stderr) = run(
+            &v,
+            &[
+                "attest",
+                "enroll",
+                "challenge",
+                "req.cbor",
+                "--trust-root",
+                &other_root,
+                "--key",
+                "authority.pem",
+                "-o",
+                "x",
+            ],
+        );
+        assert_eq!(code, 1, "{stderr}");
+        assert!(one_line_error(&stderr).contains("request refused: EK certificate chain"), "{stderr}");
+
+        v.ok(&[
+            "attest",
+            "enroll",
+            "challenge",
+            "req.cbor",
+            "--trust-root",
+            root,
+            "--key",
+            "authority.pem",
+            "-o",
+            "chal.cbor",
+        ]);
+        v.ok(&["attest", "enroll", "activate", "chal.cbor", "--tcti", &tcti, "-o", "resp.cbor"]);
+
+        // A response whose secret was not released by the TPM, or checked with another key: exit 1.
+        let bytes = std::fs::read(v.path("resp.cbor")).unwrap();
+        let mut bad = bytes.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1; // the secret is the last field
+        v.write("bad-resp.cbor", &bad);
+        let (code, _, stderr) =
+            run(&v, &["attest", "enroll", "sign", "bad-resp.cbor", "--key", "authority.pem", "-o", "x"]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(one_line_error(&stderr).contains("secret"), "{stderr}");
+        v.ok(&["attest", "enroll", "keygen", "-o", "other.pem"]);
+        let (code, _, _) = run(&v, &["attest", "enroll", "sign", "resp.cbor", "--key", "other.pem", "-o", "x"]);
+        assert_eq!(code, 1);
+
+        let signed =
+            v.ok(&["attest", "enroll", "sign", "resp.cbor", "--key", "authority.pem", "-o", "enrollment.cbor"]);
+        assert!(signed.contains(&authority), "{signed}");
+        v.ok(&["attest", "enroll", "install", "enrollment.cbor", "--tcti", &tcti]);
+        assert!(v.home().join("tpm-enrollment.cbor").is_file());
+
+        let out = v.ok(&["attest", "--tee", "tpm", "--tcti", &tcti, "--json", "-o", "ev.cbor"]);
+        let json: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(json["technology"], "tpm");
+        assert_eq!(json["enrolled_by"], authority.as_str());
+        assert!(json["pcrs"]["23"].is_string(), "{json:#}");
+        let binding = json["binding"].as_str().unwrap().to_owned();
+
+        let policy = v.write("policy.toml", format!("[tpm]\nenrollment_keys = [\"{authority}\"]\n").as_bytes());
+        let policy = policy.to_str().unwrap();
+        let verify = ["attest", "verify", "ev.cbor", "--format", "vouch", "--trust-root", root, "--policy", policy];
+        let out = v.ok(&[&verify[..], &["--report-data", &binding, "--explain"]].concat());
+        assert!(out.contains("PASS tpm-ak-binding: ") && out.contains("PASS tpm-qualifying-data: "), "{out}");
+        // Human output: what the quote binds.
+        let text = v.ok(&["attest", "--tee", "tpm", "--tcti", &tcti]);
+        for needle in ["technology  tpm", "ak name     000b", "ek issuer   ", "pcr 23      "] {
+            assert!(text.contains(needle), "{needle:?} in {text}");
+        }
+        // Without the authority in the policy, the AK binding fails.
+        let (code, stdout, _) = run(
+            &v,
+            &["attest", "verify", "ev.cbor", "--format", "vouch", "--trust-root", root, "--report-data", &binding],
+        );
+        assert_eq!(code, 1);
+        assert!(stdout.contains("FAIL tpm-ak-binding: "), "{stdout}");
+
+        // PCR 23 measures the vouch binary: one extend of SHA-256(binary) since the TPM started.
+        let binary = Sha256::digest(std::fs::read(env!("CARGO_BIN_EXE_vouch")).unwrap());
+        let pcr23 = hex::encode(Sha256::new().chain_update([0u8; 32]).chain_update(binary).finalize());
+        assert_eq!(json["pcrs"]["23"], pcr23.as_str(), "{json:#}");
+
+        job_receipt_with_tpm_evidence_verifies_offline(&v, &tcti, root, &authority, &pcr23);
+    }
+
+    /// `vouch run --tee tpm`: the receipt links TPM evidence for the node key; exported, it
+    /// verifies in another home with no store, under a policy naming the enrolment authority and
+    /// PCR 23, with the EK CA as trust root; each missing trust or wrong reference value fails
+    /// the `evidence` claim naming the TPM claim.
+    fn job_receipt_with_tpm_evidence_verifies_offline(v: &Vouch, tcti: &str, root: &str, authority: &str, pcr23: &str) {
+        let guest = repo_root().join("guests/wasm/echo_args.wasm");
+        let out = v.ok(&["run", guest.to_str().unwrap(), "--arg", "hello", "--tee", "tpm", "--tcti", tcti, "--json"]);
+        let ran: Value = serde_json::from_str(&out).unwrap();
+        let receipt = ran["receipt"].as_str().unwrap().to_owned();
+        let shown: Value = serde_json::from_str(&v.ok(&["receipt", "show", &receipt, "--json"])).unwrap();
+        assert_eq!(shown["evidence"]["technology"], "tpm", "{shown:#}");
+        v.ok(&["receipt", "export", &receipt, "-o", "r.car"]);
+
+        // A second job reuses the evidence (one quote per refresh period), linked by the same CID.
+        let out2 = v.ok(&["run", guest.to_str().unwrap(), "--arg", "again", "--tee", "tpm", "--tcti", tcti, "--json"]);
+        let receipt2 = serde_json::from_str::<Value>(&out2).unwrap()["receipt"].as_str().unwrap().to_owned();
+        let shown2: Value = serde_json::from_str(&v.ok(&["receipt", "show", &receipt2, "--json"])).unwrap();
+        assert_eq!(shown2["evidence"]["body"], shown["evidence"]["body"]);
+
+        let verifier = Vouch::new();
+        let car = v.path("r.car");
+        let car = car.to_str().unwrap();
+        let good = verifier.write(
+            "policy.toml",
+            format!(
+                "accept = [\"tpm\"]\n[tpm]\nenrollment_keys = [\"{authority}\"]\npcrs = {{ \"23\" = \"{pcr23}\" }}\n"
+            )
+            .as_bytes(),
+        );
+        let good = good.to_str().unwrap();
+        let out = verifier.ok(&["verify", car, "--policy", good, "--trust-root", root, "--explain"]);
+        assert!(out.contains("pass  evidence: tpm evidence appraised"), "{out}");
+        assert!(out.contains("pass  tpm-pcr-values"), "{out}");
+        assert!(out.contains(&format!("verified {receipt}")), "{out}");
+
+        let fails = |args: &[&str], claim: &str| {
+            let (code, stdout, stderr) = run(&verifier, &[&["verify", car][..], args].concat());
+            assert_eq!(code, 1, "{stdout}{stderr}");
+            assert!(
+                stdout.contains("FAIL  evidence: expected ") && stdout.contains(&format!("FAIL  {claim}: ")),
+                "{stdout}"
+            );
+        };
+        // No EK CA given: the EK chain does not verify.
+        fails(&["--policy", good], "tpm-ek-chain");
+        // The default policy trusts no enrolment authority.
+        fails(&["--trust-root", root], "tpm-ak-binding");
+        // A policy pinning another binary's PCR 23.
+        let other = verifier.write(
+            "other.toml",
+            format!("[tpm]\nenrollment_keys = [\"{authority}\"]\npcrs = {{ \"23\" = \"{}\" }}\n", "ab".repeat(32))
+                .as_bytes(),
+        );
+        fails(&["--policy", other.to_str().unwrap(), "--trust-root", root], "tpm-pcr-values");
+        // Evidence older than the policy allows.
+        let aged = verifier.write(
+            "aged.toml",
+            format!("max_evidence_age = \"1h\"\n[tpm]\nenrollment_keys = [\"{authority}\"]\n").as_bytes(),
+        );
+        let later =
+            (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 7200).to_string();
+        fails(&["--policy", aged.to_str().unwrap(), "--trust-root", root, "--at", &later], "evidence-age");
+    }
+}

@@ -1,0 +1,126 @@
+//! Two or three Vouch nodes in one process: transfer, a lying peer, a timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vouch_dag::block::{RAW, cid_of};
+use vouch_dag::file::{Node as FileNode, import_bytes};
+use vouch_dag::{MemoryBlocks, Params};
+use vouch_net::{Blocks, BoxError, Cid, NetError};
+use vouch_store::Store;
+
+use crate::{bytes, node};
+
+const T: Duration = Duration::from_secs(20);
+
+fn file(len: usize, seed: u64) -> (Vec<u8>, FileNode, MemoryBlocks) {
+    let data = bytes(len, seed);
+    let mut blocks = MemoryBlocks::default();
+    let root = import_bytes(&Params::default(), &data, &mut blocks).unwrap();
+    (data, root, blocks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vouch_to_vouch_file_and_directory_into_a_store() {
+    let (data, root, mut blocks) = file(3_000_000, 1);
+    let (small, small_root) =
+        (b"small file\n".to_vec(), import_bytes(&Params::default(), b"small file\n", &mut blocks).unwrap());
+    let sub = vouch_dag::dir::directory(&Params::default(), vec![("big.bin".into(), root)], &mut blocks).unwrap();
+    let top = vouch_dag::dir::directory(
+        &Params::default(),
+        vec![("sub".into(), sub), ("small.txt".into(), small_root)],
+        &mut blocks,
+    )
+    .unwrap();
+    let (server, _s) = node(1, Arc::new(blocks));
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let (client, _c) = node(2, store.clone());
+    assert_eq!(client.connect(server.listen_addrs().await.unwrap()[0].clone()).await.unwrap(), server.peer_id());
+
+    let mut batch = store.batch().unwrap();
+    let stats = client.fetch_dag(top.cid, &mut batch, T).await.unwrap();
+    batch.pin(top.cid);
+    batch.commit().unwrap();
+    assert!(stats.fetched > 10 && stats.bytes > 3_000_000, "{stats:?}");
+    store.check_complete(&top.cid).unwrap();
+
+    let mut out = Vec::new();
+    let big = vouch_dag::export::resolve(&*store, &top.cid, "sub/big.bin").unwrap();
+    vouch_dag::export::read_file(&*store, &big, &mut out).unwrap();
+    assert!(out == data);
+    out.clear();
+    let s = vouch_dag::export::resolve(&*store, &top.cid, "small.txt").unwrap();
+    vouch_dag::export::read_file(&*store, &s, &mut out).unwrap();
+    assert_eq!(out, small);
+
+    // Fetching again finds everything locally.
+    let mut sink = MemoryBlocks::default();
+    let again = client.fetch_dag(top.cid, &mut sink, T).await.unwrap();
+    assert_eq!((again.fetched, again.local), (0, stats.fetched));
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+/// Serves wrong bytes for every block: a peer that lies.
+struct Liar(MemoryBlocks);
+
+impl Blocks for Liar {
+    fn has(&self, cid: &Cid) -> Result<bool, BoxError> {
+        Blocks::has(&self.0, cid)
+    }
+    fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, BoxError> {
+        Ok(Blocks::get(&self.0, cid)?.map(|mut b| {
+            b[0] ^= 1;
+            b
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_peer_is_disconnected_and_nothing_bad_is_stored() {
+    let (data, root, blocks) = file(600_000, 2);
+    let (liar, _l) = node(3, Arc::new(Liar(blocks.clone())));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let (client, _c) = node(4, store.clone());
+    client.connect(liar.listen_addrs().await.unwrap()[0].clone()).await.unwrap();
+
+    let mut batch = store.batch().unwrap();
+    let err = client.fetch_dag(root.cid, &mut batch, Duration::from_secs(3)).await.unwrap_err();
+    assert!(matches!(err, NetError::Timeout { cid, .. } if cid == root.cid), "{err}");
+    drop(batch);
+    assert!(!client.peers().await.unwrap().contains(&liar.peer_id()), "the liar is still connected");
+    assert_eq!(store.stats().unwrap().blocks, 0);
+    // It stays banned: a new connection to it is refused.
+    let err = client.connect(liar.listen_addrs().await.unwrap()[0].clone()).await.unwrap_err();
+    assert!(err.to_string().contains("banned"), "{err}");
+
+    // An honest peer then serves the same DAG, and only true bytes land in the store.
+    let (honest, _h) = node(5, Arc::new(blocks));
+    client.connect(honest.listen_addrs().await.unwrap()[0].clone()).await.unwrap();
+    let mut batch = store.batch().unwrap();
+    client.fetch_dag(root.cid, &mut batch, T).await.unwrap();
+    batch.commit().unwrap();
+    assert!(store.verify_all().unwrap().is_empty());
+    let mut out = Vec::new();
+    vouch_dag::export::read_file(&*store, &root.cid, &mut out).unwrap();
+    assert!(out == data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_nobody_has_times_out_naming_the_cid() {
+    let (a, _a) = node(6, Arc::new(MemoryBlocks::default()));
+    let (b, _b) = node(7, Arc::new(MemoryBlocks::default()));
+    b.connect(a.listen_addrs().await.unwrap()[0].clone()).await.unwrap();
+    let cid = cid_of(RAW, b"nobody has this", false);
+    let err = b.fetch(cid, Duration::from_millis(800)).await.unwrap_err();
+    assert!(matches!(err, NetError::Timeout { .. }), "{err}");
+    assert!(err.to_string().contains(&cid.to_string()), "{err}");
+    // The peer that said dont-have is still connected: not having a block is no offence.
+    assert!(b.peers().await.unwrap().contains(&a.peer_id()));
+    // A block the other side has arrives, and identity CIDs need no peer at all.
+    let id = Cid::new_v1(RAW, cid::multihash::Multihash::wrap(0, b"inline").unwrap());
+    assert_eq!(b.fetch(id, Duration::from_millis(1)).await.unwrap(), b"inline");
+}
