@@ -4,8 +4,8 @@
 //! responses arrives as a burst of streams. `libp2p-stream`'s `accept` queue holds one stream
 //! and drops the rest (measured: most of Kubo's responses were lost, and fetches stalled until a
 //! rebroadcast), so inbound streams come through this small behaviour instead: every negotiated
-//! stream goes into a bounded queue of [`QUEUE`] streams; past that, streams are dropped and
-//! logged (the remote sees a reset, as with any overloaded peer).
+//! stream goes into a bounded queue (`Config::max_pending_streams`, default 1024); past that,
+//! streams are dropped and logged (the remote sees a reset, as with any overloaded peer).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -25,18 +25,18 @@ use tracing::warn;
 
 use crate::message::{PROTOCOL_1_0, PROTOCOL_1_1, PROTOCOL_1_2};
 
-/// Inbound streams waiting for a reader task.
-pub const QUEUE: usize = 1024;
-
 /// The behaviour: hands every inbound bitswap stream to the accept task.
 pub struct Behaviour {
     tx: mpsc::Sender<(PeerId, Stream)>,
+    queue: usize,
 }
 
 impl Behaviour {
-    pub fn new() -> (Behaviour, mpsc::Receiver<(PeerId, Stream)>) {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        (Behaviour { tx }, rx)
+    /// At most `queue` streams wait for a reader.
+    pub fn new(queue: usize) -> (Behaviour, mpsc::Receiver<(PeerId, Stream)>) {
+        let queue = queue.max(1);
+        let (tx, rx) = mpsc::channel(queue);
+        (Behaviour { tx, queue }, rx)
     }
 }
 
@@ -69,7 +69,7 @@ impl NetworkBehaviour for Behaviour {
 
     fn on_connection_handler_event(&mut self, peer: PeerId, _: ConnectionId, stream: THandlerOutEvent<Self>) {
         if self.tx.try_send((peer, stream)).is_err() {
-            warn!(%peer, "{QUEUE} inbound bitswap streams already queued; dropping a stream");
+            warn!(%peer, queue = self.queue, "inbound bitswap stream queue full; dropping a stream");
         }
     }
 

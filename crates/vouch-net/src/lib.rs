@@ -33,6 +33,7 @@
 mod inbound;
 pub mod message;
 mod node;
+pub mod rpc;
 
 use std::time::Duration;
 
@@ -42,7 +43,7 @@ pub use libp2p::{Multiaddr, PeerId};
 use vouch_dag::{BlockSource, DagError, MemoryBlocks};
 use vouch_store::{Store, StoreError};
 
-pub use node::{DagStats, Node, NodeHandle};
+pub use node::{DagStats, Node, NodeHandle, Provider};
 
 /// Agent string sent in Identify.
 pub const AGENT_VERSION: &str = concat!("vouch/", env!("CARGO_PKG_VERSION"));
@@ -56,7 +57,9 @@ pub struct Config {
     /// Listen addresses. Default: `/ip4/127.0.0.1/tcp/0` (loopback only; anything wider is a
     /// deliberate choice of the caller).
     pub listen: Vec<Multiaddr>,
-    /// Kademlia bootstrap peers, each with a `/p2p/PEER` suffix. Default: empty.
+    /// Kademlia bootstrap peers, each with a `/p2p/PEER` suffix: dialled at start, added to the
+    /// routing table, then a Kademlia bootstrap (a lookup of the node's own id) fills the table.
+    /// Default: empty (a local-only node; [`NodeHandle::bootstrap`] adds peers later).
     pub bootstrap: Vec<Multiaddr>,
     /// Connections with no open stream are closed after this long. Default: 120 s.
     pub idle_timeout: Duration,
@@ -71,6 +74,19 @@ pub struct Config {
     /// Incoming wantlists served at once across all peers (each holds one store lookup thread).
     /// Default: 8.
     pub serve_concurrency: usize,
+    /// Most established connections, inbound and outbound together; past it new connections are
+    /// refused (`libp2p::connection_limits`). Default: 256.
+    pub max_connections: u32,
+    /// Most incoming connections still in their handshake. Default: 64.
+    pub max_pending_incoming: u32,
+    /// Most established connections to one peer. Default: 4.
+    pub max_connections_per_peer: u32,
+    /// Inbound bitswap streams queued for a reader; past it new streams are dropped (the remote
+    /// sees a reset). Default: 1024.
+    pub max_pending_streams: usize,
+    /// Inbound bitswap streams read at once (one reader task each, up to a 4 MiB frame buffer
+    /// each); further streams wait in the queue above. Default: 1024.
+    pub max_stream_readers: usize,
 }
 
 impl Config {
@@ -86,6 +102,11 @@ impl Config {
             fetch_window: 64,
             max_entries_per_message: 1024,
             serve_concurrency: 8,
+            max_connections: 256,
+            max_pending_incoming: 64,
+            max_connections_per_peer: 4,
+            max_pending_streams: 1024,
+            max_stream_readers: 1024,
         }
     }
 }
@@ -138,8 +159,16 @@ pub enum NetError {
     Listen { addr: Multiaddr, reason: String },
     #[error("cannot connect to {addr}: {reason}")]
     Dial { addr: Multiaddr, reason: String },
+    /// A job-protocol request to `peer` failed: not reachable, reset, too large, or no answer in
+    /// time.
+    #[error("request to {peer}: {reason}")]
+    Request { peer: PeerId, reason: String },
     #[error("timed out after {after:?} waiting for block {cid}: no connected peer sent it")]
     Timeout { cid: Cid, after: Duration },
+    /// Every connected peer answered DONT_HAVE (checked when the last answer arrives, or when
+    /// a peer that had not answered disconnects).
+    #[error("no connected peer has CID {cid}: all {peers} connected peers answered DONT_HAVE")]
+    NotFound { cid: Cid, peers: usize },
     #[error("not fetching {cid}: {max} blocks are already wanted (the wantlist limit)")]
     WantlistFull { cid: Cid, max: usize },
     #[error("block {cid}: multihash code {code:#x} cannot be fetched; only sha2-256 blocks are verified")]

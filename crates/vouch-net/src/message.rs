@@ -106,16 +106,18 @@ pub mod pb {
 pub enum FrameError {
     #[error("{0}")]
     Io(#[from] io::Error),
-    #[error("message of {0} bytes is over the {MAX_MESSAGE_SIZE}-byte limit")]
-    TooLarge(u64),
+    #[error("message of {len} bytes is over the {max}-byte limit")]
+    TooLarge { len: u64, max: usize },
     #[error("bad length prefix")]
     BadLength,
     #[error("malformed bitswap protobuf: {0}")]
     Decode(#[from] prost::DecodeError),
 }
 
-/// Read one length-prefixed message; `Ok(None)` at a clean end of stream.
-pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<pb::Message>, FrameError> {
+/// Read one frame (an unsigned-varint length prefix and that many bytes) of at most `max`
+/// bytes; `Ok(None)` at a clean end of stream. The length is checked before anything is
+/// allocated. Shared by bitswap and the job protocol.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Option<Vec<u8>>, FrameError> {
     let mut len: u64 = 0;
     for i in 0..10 {
         let mut byte = [0u8];
@@ -124,16 +126,32 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<pb::
         }
         len |= u64::from(byte[0] & 0x7f) << (7 * i);
         if byte[0] & 0x80 == 0 {
-            if len > MAX_MESSAGE_SIZE as u64 {
-                return Err(FrameError::TooLarge(len));
+            if len > max as u64 {
+                return Err(FrameError::TooLarge { len, max });
             }
-            // Cannot truncate: checked against MAX_MESSAGE_SIZE just above.
+            // Cannot truncate: checked against `max` just above.
             let mut buf = vec![0u8; len as usize];
             r.read_exact(&mut buf).await?;
-            return Ok(Some(pb::Message::decode(&buf[..])?));
+            return Ok(Some(buf));
         }
     }
     Err(FrameError::BadLength)
+}
+
+/// Write one frame (unsigned-varint length prefix, then `data`) and flush.
+pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> io::Result<()> {
+    let mut prefix = unsigned_varint::encode::usize_buffer();
+    w.write_all(unsigned_varint::encode::usize(data.len(), &mut prefix)).await?;
+    w.write_all(data).await?;
+    w.flush().await
+}
+
+/// Read one length-prefixed message; `Ok(None)` at a clean end of stream.
+pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<pb::Message>, FrameError> {
+    match read_frame(r, MAX_MESSAGE_SIZE).await? {
+        Some(buf) => Ok(Some(pb::Message::decode(&buf[..])?)),
+        None => Ok(None),
+    }
 }
 
 /// Write one length-prefixed message and flush.
@@ -300,7 +318,7 @@ mod tests {
         let mut big = Vec::new();
         let mut vb = unsigned_varint::encode::u64_buffer();
         big.extend_from_slice(unsigned_varint::encode::u64(MAX_MESSAGE_SIZE as u64 + 1, &mut vb));
-        assert!(matches!(read_message(&mut &big[..]).await, Err(FrameError::TooLarge(_))));
+        assert!(matches!(read_message(&mut &big[..]).await, Err(FrameError::TooLarge { .. })));
         // Endless varint, truncated body, garbage protobuf.
         assert!(read_message(&mut &[0xffu8; 11][..]).await.is_err());
         assert!(read_message(&mut &[5u8, 1, 2][..]).await.is_err());

@@ -19,8 +19,9 @@ use cid::Cid;
 use cid::multihash::Multihash;
 use futures::stream::FuturesUnordered;
 use futures::{AsyncWriteExt, StreamExt};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent, dial_opts::DialOpts};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, identity, kad, noise, ping, tcp, yamux};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{DialError, NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identify, identity, kad, noise, ping, tcp, yamux};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -41,9 +42,19 @@ const BAN: Duration = Duration::from_secs(600);
 const MAX_BANNED: usize = 4096;
 /// Messages queued per peer writer (each at most ~3 MiB: 1 MiB target plus one 2 MiB block).
 const WRITER_QUEUE: usize = 16;
+/// A provider search stops once it has found this many providers (Kubo's `findprovs` default).
+const MAX_PROVIDERS: usize = 20;
+/// How often the swarm task checks provider searches against their deadline.
+const FIND_TICK: Duration = Duration::from_millis(100);
+/// Most Identify listen addresses remembered per connected peer.
+const MAX_ADDRS: usize = 16;
+
+/// A provider of a CID found on the DHT: its peer id and the addresses it can be dialled at.
+pub type Provider = (PeerId, Vec<Multiaddr>);
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -58,13 +69,29 @@ enum Command {
     Want { cid: Cid, id: u64, reply: Reply },
     Unwant { cid: Cid, id: u64 },
     Provide(Cid),
+    FindProviders { cid: Cid, timeout: Duration, reply: oneshot::Sender<Vec<Provider>> },
+    Bootstrap(Vec<Multiaddr>, oneshot::Sender<Result<(), NetError>>),
+    Disconnect(PeerId, oneshot::Sender<bool>),
     Shutdown,
 }
 
-/// Blocks a reader received from `peer`, hashed.
+/// Blocks a reader received from `peer`, hashed, and the presences it sent (`true`: HAVE).
 struct Inbound {
     peer: PeerId,
     blocks: Vec<Received>,
+    presences: Vec<(Cid, bool)>,
+}
+
+/// A running provider search (Kademlia `GET_PROVIDERS`).
+struct Find {
+    deadline: Instant,
+    found: Vec<Provider>,
+    /// Providers whose addresses are known only to the running query: dialled while the query
+    /// still holds them, and listed once the connection is up (or has failed).
+    dialing: HashSet<PeerId>,
+    /// The Kademlia query has finished.
+    done: bool,
+    reply: oneshot::Sender<Vec<Provider>>,
 }
 
 type Writers = Arc<Mutex<HashMap<PeerId, PeerTx>>>;
@@ -83,6 +110,12 @@ type Reply = oneshot::Sender<Result<Vec<u8>, NetError>>;
 struct Want {
     cid: Cid,
     waiters: Vec<(u64, Reply)>,
+    /// Peers that answered DONT_HAVE: when every connected peer has, the fetch fails early.
+    dont_have: HashSet<PeerId>,
+    /// Peers that answered HAVE, in order.
+    have: Vec<PeerId>,
+    /// The one peer sent want-block (the others got want-have), if any.
+    block_from: Option<PeerId>,
 }
 
 /// A running node, as seen from the swarm task.
@@ -101,6 +134,11 @@ pub struct Node {
     connected: HashMap<PeerId, Arc<AtomicBool>>,
     banned: HashMap<PeerId, Instant>,
     dials: HashMap<libp2p::swarm::ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NetError>>)>,
+    finds: HashMap<kad::QueryId, Find>,
+    /// Listen addresses connected peers reported through Identify (forgotten on disconnect).
+    identified: HashMap<PeerId, Vec<Multiaddr>>,
+    /// The peer that last sent a wanted block: new wants go to it as want-block first.
+    last_sender: Option<PeerId>,
 }
 
 /// What callers hold: cheap to clone, usable from any task.
@@ -111,6 +149,8 @@ pub struct NodeHandle {
     blocks: Arc<dyn Blocks>,
     next_id: Arc<AtomicU64>,
     fetch_window: usize,
+    /// Opens and accepts request/response streams ([`crate::rpc`]).
+    control: libp2p_stream::Control,
 }
 
 /// What [`NodeHandle::fetch_dag`] did.
@@ -131,7 +171,11 @@ impl Node {
             identity::Keypair::ed25519_from_bytes(config.secret_key).map_err(|e| NetError::Key(e.to_string()))?;
         let peer_id = keypair.public().to_peer_id();
         let idle = config.idle_timeout;
-        let (inbound_behaviour, inbound_streams) = crate::inbound::Behaviour::new();
+        let (inbound_behaviour, inbound_streams) = crate::inbound::Behaviour::new(config.max_pending_streams);
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(config.max_connections))
+            .with_max_pending_incoming(Some(config.max_pending_incoming))
+            .with_max_established_per_peer(Some(config.max_connections_per_peer));
         let mut inbound_behaviour = Some(inbound_behaviour);
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
@@ -146,6 +190,7 @@ impl Node {
                 );
                 kad.set_mode(Some(kad::Mode::Server));
                 Behaviour {
+                    limits: connection_limits::Behaviour::new(limits),
                     identify: identify::Behaviour::new(
                         identify::Config::new("ipfs/0.1.0".into(), key.public())
                             .with_agent_version(AGENT_VERSION.into()),
@@ -165,16 +210,8 @@ impl Node {
                 .listen_on(addr.clone())
                 .map_err(|e| NetError::Listen { addr: addr.clone(), reason: e.to_string() })?;
         }
-        for addr in &config.bootstrap {
-            match addr.iter().last() {
-                Some(libp2p::multiaddr::Protocol::P2p(peer)) => {
-                    swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-                    if let Err(e) = swarm.dial(addr.clone()) {
-                        warn!(%addr, "bootstrap dial failed: {e}");
-                    }
-                }
-                _ => warn!(%addr, "bootstrap address without /p2p/PEER ignored"),
-            }
+        if let Err(e) = add_bootstrap(&mut swarm, &config.bootstrap) {
+            warn!("{e}");
         }
 
         let writers: Writers = Arc::default();
@@ -186,6 +223,7 @@ impl Node {
             writers.clone(),
             inbound_tx,
             serving,
+            Arc::new(Semaphore::new(config.max_stream_readers.max(1))),
             config.max_entries_per_message,
         ));
 
@@ -196,6 +234,7 @@ impl Node {
             blocks,
             next_id: Arc::default(),
             fetch_window: config.fetch_window.max(1),
+            control: swarm.behaviour().stream.new_control(),
         };
         let node = Node {
             swarm,
@@ -210,6 +249,9 @@ impl Node {
             connected: HashMap::new(),
             banned: HashMap::new(),
             dials: HashMap::new(),
+            finds: HashMap::new(),
+            identified: HashMap::new(),
+            last_sender: None,
         };
         info!(%peer_id, "vouch-net node starting");
         Ok((handle, tokio::spawn(node.run())))
@@ -218,6 +260,8 @@ impl Node {
     async fn run(mut self) {
         let mut tick = tokio::time::interval(REBROADCAST);
         tick.tick().await;
+        let mut find_tick = tokio::time::interval(FIND_TICK);
+        find_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -225,8 +269,14 @@ impl Node {
                     None | Some(Command::Shutdown) => break,
                     Some(cmd) => self.on_command(cmd),
                 },
-                Some(inbound) = self.inbound.recv() => self.on_blocks(inbound),
+                Some(mut inbound) = self.inbound.recv() => {
+                    let presences = std::mem::take(&mut inbound.presences);
+                    let peer = inbound.peer;
+                    self.on_blocks(inbound);
+                    self.on_presences(peer, presences);
+                }
                 _ = tick.tick() => self.rebroadcast(),
+                _ = find_tick.tick(), if !self.finds.is_empty() => self.expire_finds(),
             }
         }
         for (_, want) in self.wants.drain() {
@@ -272,34 +322,198 @@ impl Node {
                     self.connected.insert(peer_id, alive.clone());
                     tokio::spawn(writer(peer_id, control, wants_rx, responses_rx, alive));
                     if !self.wants.is_empty() {
-                        let _ = tx.wants.try_send(self.full_wantlist());
+                        let _ = tx.wants.try_send(self.full_wantlist(peer_id));
                     }
                     self.lock_writers().insert(peer_id, tx);
                 }
+                let addr = endpoint.is_dialer().then(|| endpoint.get_remote_address().clone());
+                self.provider_dialled(peer_id, true, addr);
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
                 debug!(%peer_id, ?cause, "connection closed");
                 if num_established == 0 {
                     self.lock_writers().remove(&peer_id);
+                    self.identified.remove(&peer_id);
                     if let Some(alive) = self.connected.remove(&peer_id) {
                         alive.store(false, Ordering::Relaxed);
                     }
+                    self.peer_gone(peer_id);
                 }
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
                 if let Some((addr, reply)) = self.dials.remove(&connection_id) {
                     let _ = reply.send(Err(NetError::Dial { addr, reason: error.to_string() }));
+                }
+                if let Some(peer) = peer_id
+                    && !self.swarm.is_connected(&peer)
+                {
+                    debug!(%peer, "dial failed: {error}");
+                    self.provider_dialled(peer, false, None);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 debug!(%peer_id, agent = %info.agent_version, "identified");
                 if info.protocols.contains(&kad::PROTOCOL_NAME) {
-                    for addr in info.listen_addrs {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    for addr in &info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
                     }
+                }
+                let mut addrs = info.listen_addrs;
+                addrs.truncate(MAX_ADDRS);
+                self.identified.insert(peer_id, addrs);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, .. })) => {
+                match result {
+                    kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders { providers, .. })) => {
+                        self.providers_found(id, providers)
+                    }
+                    kad::QueryResult::GetProviders(r) => {
+                        if let Err(e) = r {
+                            debug!("provider search ended: {e}");
+                        }
+                        if let Some(find) = self.finds.get_mut(&id) {
+                            find.done = true;
+                        }
+                        self.finish_find(id, false);
+                    }
+                    kad::QueryResult::Bootstrap(Ok(r)) => {
+                        debug!(remaining = r.num_remaining, "kademlia bootstrap step")
+                    }
+                    kad::QueryResult::Bootstrap(Err(e)) => debug!("kademlia bootstrap: {e}"),
+                    kad::QueryResult::StartProviding(Ok(r)) => debug!(key = ?r.key, "provider record stored"),
+                    kad::QueryResult::StartProviding(Err(e)) => warn!("provider record not stored: {e}"),
+                    _ => {}
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Providers reported by a running search. Those whose addresses we know are listed at once;
+    /// the others are dialled now, while the query still holds the addresses the DHT gave it.
+    fn providers_found(&mut self, id: kad::QueryId, providers: HashSet<PeerId>) {
+        let local = *self.swarm.local_peer_id();
+        for peer in providers {
+            let Some(find) = self.finds.get(&id) else { return };
+            if find.found.len() + find.dialing.len() >= MAX_PROVIDERS
+                || find.found.iter().any(|(p, _)| *p == peer)
+                || find.dialing.contains(&peer)
+                || self.is_banned(&peer)
+            {
+                continue;
+            }
+            let addrs = if peer == local { self.swarm.listeners().cloned().collect() } else { self.known_addrs(&peer) };
+            if !addrs.is_empty() {
+                if let Some(find) = self.finds.get_mut(&id) {
+                    find.found.push((peer, addrs));
+                }
+                continue;
+            }
+            let opts = DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing).build();
+            match self.swarm.dial(opts) {
+                Ok(()) | Err(DialError::DialPeerConditionFalse(_)) if !self.swarm.is_connected(&peer) => {
+                    if let Some(find) = self.finds.get_mut(&id) {
+                        find.dialing.insert(peer);
+                    }
+                }
+                r => {
+                    if let Err(e) = r {
+                        debug!(%peer, "provider without a known address: {e}");
+                    }
+                    // Connected without a known listen address (yet): listed without addresses.
+                    if let Some(find) = self.finds.get_mut(&id) {
+                        find.found.push((peer, Vec::new()));
+                    }
+                }
+            }
+        }
+        let enough = self.finds.get(&id).is_some_and(|f| f.found.len() >= MAX_PROVIDERS);
+        self.finish_find(id, enough);
+    }
+
+    /// `peer` is now connected (dialled at `addr`), or a dial to it failed: searches waiting for
+    /// it list it (or give up on it).
+    fn provider_dialled(&mut self, peer: PeerId, connected: bool, addr: Option<Multiaddr>) {
+        let waiting: Vec<kad::QueryId> =
+            self.finds.iter().filter(|(_, f)| f.dialing.contains(&peer)).map(|(id, _)| *id).collect();
+        for id in waiting {
+            let mut addrs = self.known_addrs(&peer);
+            if let Some(a) = &addr
+                && !addrs.contains(a)
+            {
+                addrs.insert(0, a.clone());
+            }
+            if let Some(find) = self.finds.get_mut(&id) {
+                find.dialing.remove(&peer);
+                if connected {
+                    find.found.push((peer, addrs));
+                } else {
+                    debug!(%peer, "provider could not be dialled; not listed");
+                }
+            }
+            self.finish_find(id, false);
+        }
+    }
+
+    /// Answer a search when its query is done and no dial is pending, when `now` is set, or at
+    /// its deadline.
+    fn finish_find(&mut self, id: kad::QueryId, now: bool) {
+        let Some(find) = self.finds.get(&id) else { return };
+        if !(now || (find.done && find.dialing.is_empty()) || find.deadline <= Instant::now()) {
+            return;
+        }
+        if let Some(find) = self.finds.remove(&id) {
+            if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                q.finish();
+            }
+            debug!(providers = find.found.len(), "provider search answered");
+            let _ = find.reply.send(find.found);
+        }
+    }
+
+    fn expire_finds(&mut self) {
+        let ids: Vec<kad::QueryId> = self.finds.keys().copied().collect();
+        for id in ids {
+            self.finish_find(id, false);
+        }
+    }
+
+    /// Addresses `peer` can be dialled at: from Kademlia's routing table and from Identify.
+    fn known_addrs(&mut self, peer: &PeerId) -> Vec<Multiaddr> {
+        let mut addrs: Vec<Multiaddr> = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbucket(*peer)
+            .and_then(|b| {
+                b.iter().find(|e| e.node.key.preimage() == peer).map(|e| e.node.value.iter().cloned().collect())
+            })
+            .unwrap_or_default();
+        for a in self.identified.get(peer).into_iter().flatten() {
+            if !addrs.contains(a) {
+                addrs.push(a.clone());
+            }
+        }
+        addrs
+    }
+
+    /// `peer`'s last connection closed: wants it was asked for go to another peer, and a want
+    /// every remaining peer has answered DONT_HAVE to fails.
+    fn peer_gone(&mut self, peer: PeerId) {
+        if self.last_sender == Some(peer) {
+            self.last_sender = None;
+        }
+        let hashes: Vec<Multihash<64>> = self.wants.keys().copied().collect();
+        for hash in hashes {
+            if let Some(want) = self.wants.get_mut(&hash) {
+                want.dont_have.remove(&peer);
+                want.have.retain(|p| *p != peer);
+                if want.block_from == Some(peer) {
+                    want.block_from = None;
+                    self.ask_next(hash);
+                }
+            }
+            self.fail_if_nobody_has(hash);
         }
     }
 
@@ -338,8 +552,26 @@ impl Node {
                     let _ = reply.send(Err(NetError::WantlistFull { cid, max: self.config.max_wants }));
                     return;
                 }
-                self.wants.insert(key, Want { cid, waiters: vec![(id, reply)] });
-                self.broadcast(message::wantlist(vec![message::want(&cid, pb::WantType::Block, 1)], false), None);
+                // One peer gets want-block (the last peer that sent us a wanted block, or the only
+                // peer); the others get want-have, and the first to answer HAVE is asked next.
+                let peers: Vec<PeerId> = self.lock_writers().keys().copied().collect();
+                let block_from = match (self.last_sender, &peers[..]) {
+                    (Some(p), _) if peers.contains(&p) => Some(p),
+                    (_, [only]) => Some(*only),
+                    _ => None,
+                };
+                self.wants.insert(
+                    key,
+                    Want { cid, waiters: vec![(id, reply)], dont_have: HashSet::new(), have: Vec::new(), block_from },
+                );
+                let block = message::wantlist(vec![message::want(&cid, pb::WantType::Block, 1)], false);
+                let have = message::wantlist(vec![message::want(&cid, pb::WantType::Have, 1)], false);
+                for (peer, tx) in self.lock_writers().iter() {
+                    let msg = if Some(*peer) == block_from { block.clone() } else { have.clone() };
+                    if tx.wants.try_send(msg).is_err() {
+                        debug!(%peer, "writer queue full; want dropped");
+                    }
+                }
             }
             Command::Unwant { cid, id } => {
                 let key = *cid.hash();
@@ -359,7 +591,84 @@ impl Node {
                     warn!(%cid, "cannot announce provider record: {e}");
                 }
             }
+            Command::FindProviders { cid, timeout, reply } => {
+                let id = self.swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(&cid.hash().to_bytes()));
+                let find = Find {
+                    deadline: Instant::now() + timeout,
+                    found: Vec::new(),
+                    dialing: HashSet::new(),
+                    done: false,
+                    reply,
+                };
+                self.finds.insert(id, find);
+            }
+            Command::Bootstrap(addrs, reply) => {
+                let _ = reply.send(add_bootstrap(&mut self.swarm, &addrs));
+            }
+            Command::Disconnect(peer, reply) => {
+                let _ = reply.send(self.swarm.disconnect_peer_id(peer).is_ok());
+            }
             Command::Shutdown => {}
+        }
+    }
+
+    /// Send want-block for `hash` to the first peer that said HAVE (and has not since said
+    /// DONT_HAVE), unless a peer already has the want-block.
+    fn ask_next(&mut self, hash: Multihash<64>) {
+        let Some(want) = self.wants.get_mut(&hash) else { return };
+        if want.block_from.is_some() {
+            return;
+        }
+        let Some(peer) = want.have.iter().find(|p| !want.dont_have.contains(p)).copied() else { return };
+        want.block_from = Some(peer);
+        let msg = message::wantlist(vec![message::want(&want.cid, pb::WantType::Block, 1)], false);
+        if let Some(tx) = self.lock_writers().get(&peer) {
+            let _ = tx.wants.try_send(msg);
+        }
+    }
+
+    /// Fail the want for `hash` when every connected peer has answered DONT_HAVE.
+    fn fail_if_nobody_has(&mut self, hash: Multihash<64>) {
+        let Some(want) = self.wants.get(&hash) else { return };
+        if want.dont_have.is_empty() {
+            return;
+        }
+        let peers: Vec<PeerId> = self.lock_writers().keys().copied().collect();
+        if peers.is_empty() || !peers.iter().all(|p| want.dont_have.contains(p)) {
+            return;
+        }
+        let Some(want) = self.wants.remove(&hash) else { return };
+        debug!(cid = %want.cid, peers = peers.len(), "every connected peer answered DONT_HAVE");
+        self.remember(hash);
+        self.broadcast(message::wantlist(vec![message::cancel(&want.cid)], false), None);
+        for (_, w) in want.waiters {
+            let _ = w.send(Err(NetError::NotFound { cid: want.cid, peers: peers.len() }));
+        }
+    }
+
+    /// HAVE / DONT_HAVE from `peer`.
+    fn on_presences(&mut self, peer: PeerId, presences: Vec<(Cid, bool)>) {
+        if self.is_banned(&peer) {
+            return;
+        }
+        for (cid, have) in presences {
+            let hash = *cid.hash();
+            let Some(want) = self.wants.get_mut(&hash) else { continue };
+            if have {
+                want.dont_have.remove(&peer);
+                if !want.have.contains(&peer) {
+                    want.have.push(peer);
+                }
+                self.ask_next(hash);
+            } else {
+                want.dont_have.insert(peer);
+                want.have.retain(|p| *p != peer);
+                if want.block_from == Some(peer) {
+                    want.block_from = None;
+                    self.ask_next(hash);
+                }
+                self.fail_if_nobody_has(hash);
+            }
         }
     }
 
@@ -367,6 +676,9 @@ impl Node {
     /// want (or wanted recently) is a lie or spam, and its sender is disconnected.
     fn on_blocks(&mut self, inbound: Inbound) {
         let peer = inbound.peer;
+        if self.is_banned(&peer) {
+            return;
+        }
         for block in inbound.blocks {
             let hash = match block.hash {
                 Ok(h) => h,
@@ -398,6 +710,7 @@ impl Node {
                 return;
             }
             self.remember(hash);
+            self.last_sender = Some(peer);
             self.broadcast(message::wantlist(vec![message::cancel(&want.cid)], false), Some(peer));
             for (_, w) in want.waiters {
                 let _ = w.send(Ok(block.data.clone()));
@@ -434,14 +747,20 @@ impl Node {
         }
     }
 
-    fn full_wantlist(&self) -> pb::Message {
-        let entries = self.wants.values().map(|w| message::want(&w.cid, pb::WantType::Block, 1)).collect();
+    /// Everything wanted, for a peer that just connected: want-have, so that its HAVE picks it
+    /// as the source only of blocks nobody else is sending.
+    fn full_wantlist(&self, _peer: PeerId) -> pb::Message {
+        let entries = self.wants.values().map(|w| message::want(&w.cid, pb::WantType::Have, 1)).collect();
         message::wantlist(entries, true)
     }
 
+    /// Every [`REBROADCAST`]: want-block for everything still wanted, to every peer. A lost
+    /// message, or a peer that was sent want-block and never answered, stalls a fetch at most
+    /// this long (at the price of possible duplicates, which are dropped).
     fn rebroadcast(&self) {
         if !self.wants.is_empty() {
-            self.broadcast(self.full_wantlist(), None);
+            let entries = self.wants.values().map(|w| message::want(&w.cid, pb::WantType::Block, 1)).collect();
+            self.broadcast(message::wantlist(entries, true), None);
         }
     }
 
@@ -461,6 +780,39 @@ impl Node {
     }
 }
 
+/// Add `addrs` (each ending in `/p2p/PEER`) to the Kademlia routing table, dial them, and start
+/// a Kademlia bootstrap. Addresses without a peer id are skipped and named in the error.
+fn add_bootstrap(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) -> Result<(), NetError> {
+    let mut bad = None;
+    for addr in addrs {
+        match addr.iter().last() {
+            Some(libp2p::multiaddr::Protocol::P2p(peer)) => {
+                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(vec![addr.clone()])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(e) = swarm.dial(opts) {
+                    debug!(%addr, "bootstrap dial: {e}");
+                }
+            }
+            _ => {
+                warn!(%addr, "bootstrap address without /p2p/PEER ignored");
+                bad = Some(addr.clone());
+            }
+        }
+    }
+    if !addrs.is_empty()
+        && let Err(e) = swarm.behaviour_mut().kad.bootstrap()
+    {
+        debug!("kademlia bootstrap not started: {e}");
+    }
+    match bad {
+        Some(addr) => Err(NetError::Dial { addr, reason: "a bootstrap address must end in /p2p/PEER".into() }),
+        None => Ok(()),
+    }
+}
+
 fn yamux_config() -> yamux::Config {
     yamux::Config::default()
 }
@@ -472,18 +824,17 @@ async fn accept_loop(
     writers: Writers,
     inbound: mpsc::Sender<Inbound>,
     serving: Arc<Semaphore>,
+    readers: Arc<Semaphore>,
     max_entries: usize,
 ) {
     while let Some((peer, stream)) = incoming.recv().await {
-        tokio::spawn(reader(
-            peer,
-            stream,
-            blocks.clone(),
-            writers.clone(),
-            inbound.clone(),
-            serving.clone(),
-            max_entries,
-        ));
+        // At most `max_stream_readers` streams are read at once; the rest wait in the queue.
+        let Ok(permit) = readers.clone().acquire_owned().await else { return };
+        let (blocks, writers, inbound, serving) = (blocks.clone(), writers.clone(), inbound.clone(), serving.clone());
+        tokio::spawn(async move {
+            reader(peer, stream, blocks, writers, inbound, serving, max_entries).await;
+            drop(permit);
+        });
     }
 }
 
@@ -512,10 +863,22 @@ async fn reader(
         };
         let mut received: Vec<Received> = msg.payload.into_iter().map(message::received_payload).collect();
         received.extend(msg.blocks.into_iter().map(message::received_raw));
-        for p in &msg.block_presences {
-            debug!(%peer, cid = ?Cid::try_from(&p.cid[..]).ok().map(|c| c.to_string()), kind = p.r#type, "presence");
-        }
-        if !received.is_empty() && inbound.send(Inbound { peer, blocks: received }).await.is_err() {
+        let presences: Vec<(Cid, bool)> = msg
+            .block_presences
+            .iter()
+            .filter_map(|p| {
+                let cid = Cid::try_from(&p.cid[..]).ok()?;
+                debug!(%peer, %cid, kind = p.r#type, "presence");
+                match pb::BlockPresenceType::try_from(p.r#type) {
+                    Ok(pb::BlockPresenceType::Have) => Some((cid, true)),
+                    Ok(pb::BlockPresenceType::DontHave) => Some((cid, false)),
+                    Err(_) => None,
+                }
+            })
+            .collect();
+        if (!received.is_empty() || !presences.is_empty())
+            && inbound.send(Inbound { peer, blocks: received, presences }).await.is_err()
+        {
             break;
         }
         if let Some(wl) = msg.wantlist {
@@ -693,12 +1056,61 @@ impl NodeHandle {
         self.commands.send(Command::Provide(cid)).await.map_err(|_| NetError::Shutdown)
     }
 
+    /// Find providers of `cid` on the DHT (Kademlia `GET_PROVIDERS` on `/ipfs/kad/1.0.0`, keyed by
+    /// the CID's multihash, as Kubo does). Returns within about `timeout` with every provider found
+    /// by then (at most 20), each with the addresses it can be dialled at: from the routing table
+    /// and Identify, or, for a provider known only from the DHT answer, the address a dial made
+    /// during the search connected to (so a listed provider is usually connected already). This
+    /// node is listed too when it provides `cid` itself. An empty list means nobody was found.
+    pub async fn find_providers(&self, cid: Cid, timeout: Duration) -> Result<Vec<Provider>, NetError> {
+        let found = self.ask(|reply| Command::FindProviders { cid, timeout, reply });
+        // The swarm task answers at the deadline; the margin only guards against a stuck task.
+        match tokio::time::timeout(timeout + Duration::from_secs(5), found).await {
+            Ok(r) => r,
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Add DHT bootstrap peers (each address ending in `/p2p/PEER`): they are dialled and added to
+    /// the routing table, and a Kademlia bootstrap starts. Returns once started, not when done; an
+    /// address without a peer id is an error (the others are still used).
+    pub async fn bootstrap(&self, addrs: Vec<Multiaddr>) -> Result<(), NetError> {
+        self.ask(|tx| Command::Bootstrap(addrs, tx)).await?
+    }
+
+    /// Close every connection to `peer`; `false` when there was none.
+    pub async fn disconnect(&self, peer: PeerId) -> Result<bool, NetError> {
+        self.ask(|tx| Command::Disconnect(peer, tx)).await
+    }
+
+    /// Send a job-protocol request to `peer` (connected, or dialable at an address the node
+    /// knows) and wait at most `timeout` for the answer. Sizes are bounded by
+    /// [`crate::rpc::MAX_REQUEST`] and [`crate::rpc::MAX_RESPONSE`].
+    pub async fn request(&self, peer: PeerId, body: &[u8], timeout: Duration) -> Result<Vec<u8>, NetError> {
+        crate::rpc::call(self.control.clone(), peer, body, timeout).await
+    }
+
+    /// Start accepting job-protocol requests: each one arrives on the returned channel, at most
+    /// `concurrency` at once (more are refused with a stream reset). Only one caller may serve.
+    pub fn serve_requests(&self, concurrency: usize) -> Result<mpsc::Receiver<crate::rpc::Request>, NetError> {
+        let incoming = self
+            .control
+            .clone()
+            .accept(crate::rpc::JOB_PROTOCOL)
+            .map_err(|e| NetError::Transport(format!("{}: {e}", crate::rpc::JOB_PROTOCOL)))?;
+        let (tx, rx) = mpsc::channel(concurrency.max(1));
+        tokio::spawn(crate::rpc::serve(incoming, tx, concurrency));
+        Ok(rx)
+    }
+
     /// Stop the node: pending fetches fail with [`NetError::Shutdown`], connections close.
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
     }
 
-    /// Fetch one block from connected peers; the bytes returned hash to `cid`.
+    /// Fetch one block from connected peers; the bytes returned hash to `cid`. Fails with
+    /// [`NetError::NotFound`] as soon as every connected peer has answered DONT_HAVE, and with
+    /// [`NetError::Timeout`] after `timeout` otherwise.
     pub async fn fetch(&self, cid: Cid, timeout: Duration) -> Result<Vec<u8>, NetError> {
         match cid.hash().code() {
             IDENTITY => return Ok(cid.hash().digest().to_vec()),

@@ -1,8 +1,11 @@
 //! vouch-net integration tests: Vouch↔Vouch (`peers`) and Vouch↔real Kubo 0.22 (`kubo`).
 
+mod dht;
+mod fuzz;
 mod kubo;
 pub mod kubo_proc;
 mod peers;
+mod raw;
 
 use std::sync::Arc;
 
@@ -22,16 +25,30 @@ pub fn node(seed: u8, blocks: Arc<dyn Blocks>) -> (NodeHandle, JoinHandle<()>) {
     Node::spawn(Config::new([seed; 32]), blocks).unwrap()
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so that chunks do not deduplicate.
-pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+/// A node with a caller-built config.
+pub fn node_with(config: Config, blocks: Arc<dyn Blocks>) -> (NodeHandle, JoinHandle<()>) {
+    init_tracing();
+    Node::spawn(config, blocks).unwrap()
 }
+
+/// `addr` with `/p2p/PEER` appended.
+pub fn with_peer(addr: &vouch_net::Multiaddr, peer: vouch_net::PeerId) -> vouch_net::Multiaddr {
+    addr.clone().with(vouch_net::Protocol::P2p(peer))
+}
+
+/// Poll `cond` every 50 ms until it holds or `within` has passed; panics naming `what` on timeout.
+pub async fn eventually<F, Fut>(what: &str, within: std::time::Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < within, "timed out after {within:?} waiting until {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[path = "../support/bytes.rs"]
+mod support_bytes;
+pub use support_bytes::bytes;

@@ -110,17 +110,52 @@ async fn a_lying_peer_is_disconnected_and_nothing_bad_is_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_block_nobody_has_times_out_naming_the_cid() {
+async fn a_block_every_peer_lacks_fails_early_naming_the_cid() {
     let (a, _a) = node(6, Arc::new(MemoryBlocks::default()));
+    let (c, _c) = node(8, Arc::new(MemoryBlocks::default()));
     let (b, _b) = node(7, Arc::new(MemoryBlocks::default()));
     b.connect(a.listen_addrs().await.unwrap()[0].clone()).await.unwrap();
+    b.connect(c.listen_addrs().await.unwrap()[0].clone()).await.unwrap();
+    let cid = cid_of(RAW, b"nobody has this", false);
+    // Both peers answer DONT_HAVE: the fetch fails long before its timeout.
+    let started = std::time::Instant::now();
+    let err = b.fetch(cid, T).await.unwrap_err();
+    assert!(matches!(err, NetError::NotFound { peers: 2, .. }), "{err}");
+    assert!(err.to_string().contains(&format!("no connected peer has CID {cid}")), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    // The peers that said dont-have are still connected: not having a block is no offence.
+    let peers = b.peers().await.unwrap();
+    assert!(peers.contains(&a.peer_id()) && peers.contains(&c.peer_id()), "{peers:?}");
+    // A block the other side has arrives, and identity CIDs need no peer at all.
+    let id = Cid::new_v1(RAW, cid::multihash::Multihash::wrap(0, b"inline").unwrap());
+    assert_eq!(b.fetch(id, Duration::from_millis(1)).await.unwrap(), b"inline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_with_no_peer_to_ask_times_out_naming_the_cid() {
+    let (b, _b) = node(9, Arc::new(MemoryBlocks::default()));
     let cid = cid_of(RAW, b"nobody has this", false);
     let err = b.fetch(cid, Duration::from_millis(800)).await.unwrap_err();
     assert!(matches!(err, NetError::Timeout { .. }), "{err}");
     assert!(err.to_string().contains(&cid.to_string()), "{err}");
-    // The peer that said dont-have is still connected: not having a block is no offence.
-    assert!(b.peers().await.unwrap().contains(&a.peer_id()));
-    // A block the other side has arrives, and identity CIDs need no peer at all.
-    let id = Cid::new_v1(RAW, cid::multihash::Multihash::wrap(0, b"inline").unwrap());
-    assert_eq!(b.fetch(id, Duration::from_millis(1)).await.unwrap(), b"inline");
+}
+
+/// Two peers hold the same file: each block is asked of one peer at a time (want-block to one,
+/// want-have to the other), so no block arrives twice, and the fetch completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_holders_serve_one_dag_without_failing() {
+    let (data, root, blocks) = file(1_500_000, 3);
+    let (s1, _s1) = node(10, Arc::new(blocks.clone()));
+    let (s2, _s2) = node(11, Arc::new(blocks));
+    let (client, _c) = node(12, Arc::new(MemoryBlocks::default()));
+    client.connect(s1.listen_addrs().await.unwrap()[0].clone()).await.unwrap();
+    client.connect(s2.listen_addrs().await.unwrap()[0].clone()).await.unwrap();
+    let mut got = MemoryBlocks::default();
+    client.fetch_dag(root.cid, &mut got, T).await.unwrap();
+    let mut out = Vec::new();
+    vouch_dag::export::read_file(&got, &root.cid, &mut out).unwrap();
+    assert!(out == data);
+    // Neither honest server was mistaken for a liar.
+    let peers = client.peers().await.unwrap();
+    assert!(peers.contains(&s1.peer_id()) && peers.contains(&s2.peer_id()), "{peers:?}");
 }

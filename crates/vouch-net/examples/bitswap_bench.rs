@@ -1,7 +1,7 @@
 //! Bitswap transfer benchmark on loopback: Vouch→Vouch, Kubo→Kubo, Kubo→Vouch and Vouch→Kubo,
 //! printing MB/s and ratios to Kubo→Kubo. Nothing is asserted.
 //!
-//! `cargo run --release -p vouch-net --example bench -- [MB]` (default 100). The Kubo legs need
+//! `cargo run --release -p vouch-net --example bitswap_bench -- [MB]` (default 100). The Kubo legs need
 //! target/venv with kubo-python (see docs/bitswap.md) and are skipped without it.
 //! Each transfer is timed from the first want to the last verified block; node start-up and
 //! connection set-up are not timed. The receiving side keeps blocks in memory (Vouch) or writes
@@ -17,23 +17,14 @@ use vouch_dag::file::import_bytes;
 use vouch_dag::{MemoryBlocks, Params};
 use vouch_net::{Config, Node, Protocol};
 
-fn bytes(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+#[path = "../tests/support/bytes.rs"]
+mod support_bytes;
+use support_bytes::bytes;
 
 #[tokio::main]
 async fn main() {
     let mb: usize = std::env::args().nth(1).map(|a| a.parse().expect("size in MB")).unwrap_or(100);
-    let data = bytes(mb * 1_000_000);
+    let data = bytes(mb * 1_000_000, 1);
     let t = Duration::from_secs(120);
     let mb_s = |secs: f64| data.len() as f64 / 1e6 / secs;
 
