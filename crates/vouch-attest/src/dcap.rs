@@ -286,14 +286,16 @@ fn common_claims(
         },
     );
     checks.record(&format!("{p}-debug"), debug(&verified.report, policy.allow_debug));
-    let data = match &verified.report {
-        Report::SgxEnclave(r) => &r.report_data,
-        other => match other.as_td10() {
-            Some(td) => &td.report_data,
-            None => &[0u8; 64],
-        },
-    };
-    checks.record(&format!("{p}-report-data"), crate::snp::report_data(data, &ctx.binding));
+    let data = report_data_of(&verified.report).unwrap_or([0u8; 64]);
+    checks.record(&format!("{p}-report-data"), crate::snp::report_data(&data, &ctx.binding));
+}
+
+/// The report data of an SGX enclave or TD report.
+pub(crate) fn report_data_of(report: &Report) -> Option<[u8; 64]> {
+    match report {
+        Report::SgxEnclave(r) => Some(r.report_data),
+        other => other.as_td10().map(|td| td.report_data),
+    }
 }
 
 fn debug(report: &Report, allow: bool) -> Result<String, (String, String)> {
@@ -332,7 +334,35 @@ fn reference<const N: usize>(checks: &mut Checks, claim: &str, name: &str, list:
 
 #[cfg(test)]
 mod tests {
-    use super::stage_of;
+    use super::{debug, stage_of};
+    use dcap_qvl::quote::{Quote, Report};
+
+    /// The debug bits are covered by the quote signature, so a debug quote cannot be made from
+    /// the samples end to end: the claim is tested on the decoded samples modified in memory.
+    #[test]
+    fn debug_bits_fail_unless_allowed() {
+        let tdx = Quote::parse(include_bytes!("../testdata/tdx/quote.bin")).expect("TDX sample parses").report;
+        let sgx = Quote::parse(include_bytes!("../testdata/sgx/quote.bin")).expect("SGX sample parses").report;
+        for (mut report, what) in [(tdx, "TD attributes TUD byte"), (sgx, "enclave attributes.flags")] {
+            let clean = debug(&report, false).expect("the samples are not debug");
+            assert!(clean.starts_with(what), "{clean}");
+            match &mut report {
+                Report::TD10(td) => td.td_attributes[0] |= 0x01,
+                Report::SgxEnclave(e) => e.attributes[0] |= 0x02,
+                other => panic!("unexpected sample report {other:?}"),
+            }
+            let (expected, found) = debug(&report, false).expect_err("debug set must fail");
+            assert!(expected.contains("DEBUG"), "{expected}");
+            assert!(found.starts_with(what) && found.contains("debug set (policy allow_debug = false)"), "{found}");
+            assert!(debug(&report, true).expect("allowed").contains("allowed by policy allow_debug"));
+        }
+        // TD profiling (TUD bits 4..6) counts as debug too.
+        let Report::TD10(mut td) = Quote::parse(include_bytes!("../testdata/tdx/quote.bin")).unwrap().report else {
+            panic!("the TDX sample holds a TD 1.0 report")
+        };
+        td.td_attributes[0] |= 0x10;
+        assert!(debug(&Report::TD10(td), false).is_err());
+    }
 
     /// Messages dcap-qvl 0.7.1 produces (from its verify.rs), mapped to the stage that failed.
     #[test]

@@ -63,6 +63,24 @@ pub fn appraise(technology: &str, evidence: &[u8], policy: &Policy, ctx: &Contex
     checks
 }
 
+/// The 64-byte report data an SEV-SNP (`sev-snp`) or DCAP (`tdx`, `sgx`) evidence body carries,
+/// read without verifying anything; `None` for other technologies or a body that does not
+/// decode. For comparing evidence made by other tools with arbitrary report data: trust it only
+/// when [`appraise`] passed the evidence's signature claims.
+pub fn report_data_of(technology: &str, evidence: &[u8]) -> Option<[u8; 64]> {
+    match Technology::from_name(technology)? {
+        Technology::SevSnp => {
+            let ev = evidence::SnpEvidence::from_cbor(evidence).ok()?;
+            (ev.report.len() == snp::REPORT_LEN).then(|| ev.report[0x50..0x90].try_into().ok())?
+        }
+        Technology::Tdx | Technology::Sgx => {
+            let ev = evidence::DcapEvidence::from_cbor(evidence).ok()?;
+            dcap::report_data_of(&dcap_qvl::quote::Quote::parse(&ev.quote).ok()?.report)
+        }
+        Technology::Tpm => None,
+    }
+}
+
 /// Certificates from a trust-root file: DER (one certificate) or PEM (one or more
 /// `CERTIFICATE` blocks; other PEM blocks are an error, so a private key given by mistake is
 /// refused rather than ignored).

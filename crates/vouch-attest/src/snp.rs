@@ -30,6 +30,10 @@ const OID_SPLS: [(&str, &str); 5] = [
     ("1.3.6.1.4.1.3704.1.3.9", "fmc"),
 ];
 
+/// Offsets of the signature's R and S fields (72 bytes each) in the report.
+const SIG_R: usize = 0x2a0;
+const SIG_S: usize = 0x2e8;
+
 /// The guest policy's DEBUG bit.
 const POLICY_DEBUG_BIT: u64 = 1 << 19;
 
@@ -241,6 +245,17 @@ fn decode(evidence: &[u8]) -> Result<Decoded, (String, String)> {
             ));
         }
         Err(e) => return Err(("a re-encodable SEV-SNP report".to_owned(), e.to_string())),
+    }
+    // The signature's R and S are 72-byte little-endian fields of which P-384 uses 48: the
+    // verifier reads only those, so non-zero high bytes would be accepted unnoticed (found by
+    // the flip-byte test). Canonical evidence has them zero.
+    for (name, at) in [("R", SIG_R), ("S", SIG_S)] {
+        if let Some(i) = ev.report[at + 48..at + 72].iter().position(|b| *b != 0) {
+            return Err((
+                format!("signature {name} bytes 48..72 zero (a P-384 component in a 72-byte field)"),
+                format!("byte {:#x} is {:#04x}", at + 48 + i, ev.report[at + 48 + i]),
+            ));
+        }
     }
     let cert = |name: &str, der: &[u8]| -> Result<(Certificate, x509_cert::Certificate), (String, String)> {
         let x = x509_cert::Certificate::from_der(der)

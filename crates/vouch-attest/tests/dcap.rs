@@ -16,6 +16,9 @@ const SGX_COLLATERAL: &str = include_str!("../testdata/sgx/collateral.json");
 const AT: u64 = 1_751_328_000;
 /// 2025-08-01T00:00:00Z: after the collateral's nextUpdate.
 const AFTER_EXPIRY: u64 = 1_754_006_400;
+/// 2026-03-01T00:00:00Z: inside the outdated sample's collateral window (TCB info and QE identity
+/// issued 2026-02-18, next update 2026-03-20).
+const OUTDATED_AT: u64 = 1_772_323_200;
 
 fn ev(quote: &[u8], collateral: &str) -> Vec<u8> {
     DcapEvidence { quote: quote.to_vec(), collateral: collateral.to_owned() }.to_cbor()
@@ -172,11 +175,71 @@ fn hostile_bodies_fail_decode_without_panicking() {
     let checks =
         run("tdx", &ev(&TDX_QUOTE[..TDX_QUOTE.len() - 1], TDX_COLLATERAL), &Policy::default(), tdx_binding(), AT);
     assert_eq!(failures(&checks), failures(&full));
-    // Corrupt bytes all over the quote: each either fails a named claim or decode; none panics.
-    for i in (0..TDX_QUOTE.len()).step_by(53) {
+    // Corrupt bytes all over the quote, up to its trailing zero padding: each fails decode or a
+    // dcap-qvl stage; none panics. The unmodified sample already fails `tdx-report-data` (its
+    // bytes 32..64 are not zero), so that claim failing proves nothing about the flip.
+    let end = covered_end(TDX_QUOTE);
+    for i in (0..end).step_by(53).chain([end - 1]) {
         let mut q = TDX_QUOTE.to_vec();
         q[i] ^= 0x5a;
         let checks = run("tdx", &ev(&q, TDX_COLLATERAL), &Policy::default(), tdx_binding(), AT);
-        assert!(!checks.ok(), "corrupting byte {i} must not verify");
+        let failed = failures(&checks);
+        assert!(
+            failed.iter().any(|c| *c != "tdx-report-data"),
+            "corrupting byte {i} must fail a claim other than tdx-report-data, failed {failed:?}"
+        );
     }
+}
+
+/// Where the bytes a verifier depends on end: the quote's PCK chain ends with a copy of the Intel
+/// SGX Root CA, which dcap-qvl does not trust (it verifies the chain to its built-in root), so
+/// corrupting that copy changes nothing (found by these loops: byte 4134 of the TDX sample, 3995
+/// of the SGX one), nor does the newline separating it from the certificate before; after it
+/// comes zero padding. All three are left out of the flip loops, which end with the PCK issuer
+/// certificate's END line.
+fn covered_end(quote: &[u8]) -> usize {
+    let end = b"-----END CERTIFICATE-----";
+    let root_begin = quote.windows(27).rposition(|w| w == b"-----BEGIN CERTIFICATE-----").unwrap();
+    quote[..root_begin].windows(end.len()).rposition(|w| w == end).unwrap() + end.len()
+}
+
+/// The SGX sample verifies completely under a policy accepting its TCB status and advisories, so
+/// here every corruption must turn a passing appraisal into a failing one.
+#[test]
+fn sgx_flipped_bytes_fail_under_a_policy_that_accepts_the_sample() {
+    let mut policy = Policy::default();
+    policy.sgx.tcb_statuses = vec!["ConfigurationAndSWHardeningNeeded".into()];
+    policy.sgx.advisories = vec!["INTEL-SA-00289".into(), "INTEL-SA-00615".into()];
+    let checks = run("sgx", &ev(SGX_QUOTE, SGX_COLLATERAL), &policy, sgx_binding(), AT);
+    assert!(checks.ok(), "{checks:#?}");
+    let end = covered_end(SGX_QUOTE);
+    for i in (0..end).step_by(47).chain([end - 1]) {
+        let mut q = SGX_QUOTE.to_vec();
+        q[i] ^= 0x5a;
+        let checks = run("sgx", &ev(&q, SGX_COLLATERAL), &policy, sgx_binding(), AT);
+        let failed = failures(&checks);
+        assert!(
+            failed.iter().any(|c| *c != "sgx-report-data"),
+            "corrupting byte {i} must fail a claim other than sgx-report-data, failed {failed:?}"
+        );
+    }
+}
+
+/// dcap-qvl 0.7.1's `sample/tdx_quote_outdated`: a real quote whose platform TCB is below the
+/// levels of the TCB info shipped with it (dcap-qvl's own test needs a TCB override to accept it).
+#[test]
+fn tdx_outdated_sample_fails_tcb_status() {
+    const QUOTE: &[u8] = include_bytes!("../testdata/tdx/outdated-quote.bin");
+    const COLLATERAL: &str = include_str!("../testdata/tdx/outdated-collateral.json");
+    let rd = quote(QUOTE).report.as_td10().unwrap().report_data;
+    let checks = run("tdx", &ev(QUOTE, COLLATERAL), &Policy::default(), binding(&rd), OUTDATED_AT);
+    for claim in ["tdx-collateral", "tdx-qe-report", "tdx-qe-identity", "tdx-quote-signature"] {
+        assert!(passed(&checks, claim), "{claim}: {checks:#?}");
+    }
+    // dcap-qvl finds no TCB level of the (newer) TCB info that the platform's SVNs meet: the TCB
+    // is below every level Intel lists, so the quote is rejected at the level match, before any
+    // status could be appraised.
+    let (_, found) = failed(&checks, "tdx-tcb-level");
+    assert!(found.contains("No matching TCB level"), "{found}");
+    assert!(matches!(status(&checks, "tdx-tcb-status"), Status::Skipped { .. }));
 }

@@ -88,6 +88,20 @@ fn flipped_signature_byte_fails_report_signature_and_skips_contents() {
 }
 
 #[test]
+fn nonzero_signature_padding_fails_decode() {
+    // R is a 72-byte field at 0x2a0 of which P-384 uses 48 bytes; the signature check reads only
+    // those, so the unused high bytes must be zero for the report to be canonical.
+    for at in [0x2a0 + 50, 0x2e8 + 71] {
+        let mut report = REPORT.to_vec();
+        report[at] ^= 0x01;
+        let checks = run(&evidence(&report, VCEK), &Policy::default(), sample_binding(), AT);
+        let (expected, found) = failed(&checks, "snp-decode");
+        assert!(expected.contains("bytes 48..72 zero"), "{expected}");
+        assert_eq!(found, format!("byte {at:#x} is 0x01"));
+    }
+}
+
+#[test]
 fn flipped_report_data_fails_the_signature() {
     let mut report = REPORT.to_vec();
     report[0x50] ^= 0x80;
@@ -189,12 +203,18 @@ fn hostile_bodies_fail_decode_without_panicking() {
         failed(&checks, "snp-decode");
         assert!(matches!(status(&checks, "snp-report-signature"), Status::Skipped { .. }));
     }
-    // Every single-byte corruption of the report either decodes or fails snp-decode; none panics.
+    // Every single-byte corruption of the report fails decode or the signature; none panics.
+    // The unmodified sample already fails `snp-report-data` (its bytes 32..64 are not zero), so
+    // each corruption must fail a claim other than that one, or an ignored flip would pass.
     for i in (0..REPORT.len()).step_by(7) {
         let mut report = REPORT.to_vec();
         report[i] ^= 0xa5;
         let checks = run(&evidence(&report, VCEK), &Policy::default(), sample_binding(), AT);
-        assert!(!checks.ok(), "corrupting byte {i} must not verify");
+        let failed = failures(&checks);
+        assert!(
+            failed.iter().any(|c| ["snp-decode", "snp-report-signature"].contains(c)),
+            "corrupting byte {i:#x} must fail decode or the signature, failed {failed:?}"
+        );
     }
 }
 
