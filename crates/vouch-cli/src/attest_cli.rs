@@ -1,7 +1,7 @@
 //! `vouch attest`: fresh evidence for this node's key, offline verification of evidence from
 //! other tools, and TPM attestation-key enrolment.
 //!
-//! [`generate`] is the reusable part (the job executor calls it): evidence of the configured
+//! [`generate_with_collateral`] is the reusable part (the job executor calls it): evidence of the configured
 //! technology binding a 32-byte value. The rest is the command line:
 //!
 //! - `vouch attest [--tee …]` prints fresh evidence for the node key and what it binds;
@@ -102,9 +102,17 @@ impl TeeConfig {
 /// take; empty for `none`).
 ///
 /// `tdx`: configfs-tsm gives the quote only; its collateral comes from a PCCS, which Vouch does
-/// not contact, so the body carries an empty `collateral` and `tdx-collateral` fails until one is
-/// attached.
-pub fn generate(cfg: &TeeConfig, binding: &[u8; 32]) -> Result<(&'static str, Vec<u8>)> {
+/// not contact. `tdx_collateral` names a file holding the DCAP collateral fetched beforehand
+/// (dcap-qvl's `QuoteCollateralV3` JSON as a PCCS serves it; `vouch attest --collateral`, config
+/// key `tdx_collateral`) and is bundled into the evidence so that it verifies offline; without
+/// it the body carries an empty `collateral` and the `tdx-collateral` claim fails. The file is
+/// read at every generation: a job that refreshes it from a PCCS keeps new evidence current.
+/// Ignored for the other technologies.
+pub fn generate_with_collateral(
+    cfg: &TeeConfig,
+    tdx_collateral: Option<&Path>,
+    binding: &[u8; 32],
+) -> Result<(&'static str, Vec<u8>)> {
     match cfg.tee {
         Tee::None => Ok(("none", Vec::new())),
         Tee::Tpm => Ok(("tpm", tpm_node::quote(cfg, binding)?)),
@@ -114,9 +122,7 @@ pub fn generate(cfg: &TeeConfig, binding: &[u8; 32]) -> Result<(&'static str, Ve
             let generated = Tsm::new(&root).generate(binding)?;
             match (cfg.tee, generated) {
                 (Tee::SevSnp, Generated::SevSnp(ev)) => Ok(("sev-snp", ev.to_cbor())),
-                (Tee::Tdx, Generated::Tdx { quote }) => {
-                    Ok(("tdx", DcapEvidence { quote, collateral: String::new() }.to_cbor()))
-                }
+                (Tee::Tdx, Generated::Tdx { quote }) => Ok(("tdx", tdx_evidence(quote, tdx_collateral)?.to_cbor())),
                 (tee, g) => bail!(
                     "--tee {} asked for, but configfs-tsm at {} is a {} guest",
                     tee.wire_name(),
@@ -185,6 +191,21 @@ pub struct InstalledEnrollment {
     pub version: u32,
     pub enrollment: Enrollment,
     pub ek_chain: Vec<ByteBuf>,
+}
+
+/// TDX evidence: the quote with the collateral read from `collateral` (empty without one).
+fn tdx_evidence(quote: Vec<u8>, collateral: Option<&Path>) -> Result<DcapEvidence> {
+    let collateral = collateral.map(|p| read_collateral(p, "tdx collateral")).transpose()?.unwrap_or_default();
+    Ok(DcapEvidence { quote, collateral })
+}
+
+/// DCAP collateral JSON from `path` (bounded, UTF-8, JSON); `what` names the option or key.
+fn read_collateral(path: &Path, what: &str) -> Result<String> {
+    let collateral =
+        String::from_utf8(read_input(path)?).map_err(|_| anyhow!("{what} {}: not UTF-8 JSON", path.display()))?;
+    serde_json::from_str::<serde_json::Value>(&collateral)
+        .map_err(|e| anyhow!("{what} {}: not JSON: {e}", path.display()))?;
+    Ok(collateral)
 }
 
 fn to_cbor<T: Serialize>(value: &T) -> Vec<u8> {
@@ -450,6 +471,10 @@ struct GenerateArgs {
     /// The TPM enrolment to attach (default $VOUCH_HOME/tpm-enrollment.cbor).
     #[arg(long, value_name = "FILE")]
     enrollment: Option<PathBuf>,
+    /// TDX: DCAP collateral to attach (dcap-qvl's QuoteCollateralV3 JSON, as a PCCS serves it),
+    /// so the evidence verifies offline. Without it the evidence carries none.
+    #[arg(long, value_name = "FILE")]
+    collateral: Option<PathBuf>,
     /// The nonce, hex (default: 16 random bytes).
     #[arg(long, value_name = "HEX")]
     nonce: Option<String>,
@@ -501,7 +526,7 @@ fn attest(home: &Home, args: GenerateArgs) -> Result<()> {
         tsm_root: Some(args.tsm_root.clone()),
         enrollment: Some(args.enrollment.clone().unwrap_or_else(|| home.dir.join(ENROLLMENT_FILE))),
     };
-    let (technology, body) = generate(&cfg, &binding)?;
+    let (technology, body) = generate_with_collateral(&cfg, args.collateral.as_deref(), &binding)?;
     if let Some(out) = &args.output {
         write_file(out, &body)?;
     }
@@ -651,7 +676,8 @@ struct VerifyArgs {
     /// Extra trust root (PEM or DER), e.g. a TPM EK CA; repeatable.
     #[arg(long = "trust-root", value_name = "PEM")]
     trust_roots: Vec<PathBuf>,
-    /// The binding the evidence must carry: 32 bytes of hex, or 64 whose last 32 are zero.
+    /// The binding the evidence must carry: 32 bytes of hex (report data = binding ‖ 32 zero
+    /// bytes), or the whole 64-byte report data, compared exactly (evidence from other tools).
     /// Without it the report-data claim fails: evidence that binds nothing you know proves
     /// nothing about who asked for it.
     #[arg(long, value_name = "HEX")]
@@ -689,17 +715,41 @@ fn detect(body: &[u8]) -> Result<&'static str> {
     bail!("not a Vouch evidence body: it decodes as none of the tpm, sev-snp and tdx/sgx evidence maps")
 }
 
-fn parse_report_data(hex_text: &str) -> Result<[u8; 32]> {
+/// `--report-data`: 32 bytes (the Vouch binding, report data = binding ‖ 32 zero bytes) or 64
+/// bytes (the whole report data, compared exactly: evidence made by snpguest or DCAP tools with
+/// arbitrary report data). Returned as the full 64 bytes.
+fn parse_report_data(hex_text: &str) -> Result<[u8; 64]> {
     let bytes = hex::decode(hex_text.trim()).map_err(|e| anyhow!("--report-data: not hex: {e}"))?;
+    let mut full = [0u8; 64];
     match bytes.len() {
-        32 => Ok(bytes.try_into().expect("32 bytes")),
-        64 if bytes[32..].iter().all(|b| *b == 0) => Ok(bytes[..32].try_into().expect("32 bytes")),
-        64 => bail!(
-            "--report-data: the last 32 of 64 bytes must be zero (Vouch report data is the binding ‖ 32 zero \
-             bytes); give the first 32 bytes to check them"
-        ),
-        n => bail!("--report-data: {n} bytes; expected 32 (the binding) or 64 (binding ‖ 32 zero bytes)"),
+        32 | 64 => full[..bytes.len()].copy_from_slice(&bytes),
+        n => bail!("--report-data: {n} bytes; expected 32 (the Vouch binding) or 64 (the whole report data)"),
     }
+    Ok(full)
+}
+
+/// With 64 bytes of `--report-data` whose last 32 are not zero, the `*-report-data` claim
+/// (recorded for the Vouch layout) is replaced by an exact comparison with the report data the
+/// evidence carries. Skipped claims (the signature failed) stay skipped.
+fn compare_exactly(checks: &mut Checks, technology: &str, body: &[u8], expected: &[u8; 64]) -> Result<()> {
+    if technology == "tpm" {
+        bail!("--report-data: TPM qualifying data is the 32-byte binding; 64 bytes apply to sev-snp, tdx and sgx");
+    }
+    let found = vouch_attest::report_data_of(technology, body);
+    for c in checks.0.iter_mut().filter(|c| c.claim.ends_with("-report-data")) {
+        if matches!(c.status, Status::Skipped { .. }) {
+            continue;
+        }
+        let want = hex::encode(expected);
+        c.status = match found {
+            Some(f) if f == *expected => Status::Passed { detail: format!("report data = --report-data {want}") },
+            Some(f) => {
+                Status::Failed { expected: format!("report data {want} (--report-data)"), found: hex::encode(f) }
+            }
+            None => Status::Failed { expected: format!("report data {want}"), found: "no report data decoded".into() },
+        };
+    }
+    Ok(())
 }
 
 fn verify(args: VerifyArgs) -> Result<()> {
@@ -721,11 +771,7 @@ fn verify(args: VerifyArgs) -> Result<()> {
             ("sev-snp", SnpEvidence { report: data, vcek, ask, ark }.to_cbor())
         }
         Format::TdxQuote | Format::SgxQuote => {
-            let path = needs(&args.collateral, "--collateral")?;
-            let collateral = String::from_utf8(read_input(&path)?)
-                .map_err(|_| anyhow!("--collateral {}: not UTF-8 JSON", path.display()))?;
-            serde_json::from_str::<serde_json::Value>(&collateral)
-                .map_err(|e| anyhow!("--collateral {}: not JSON: {e}", path.display()))?;
+            let collateral = read_collateral(&needs(&args.collateral, "--collateral")?, "--collateral")?;
             let tech = if args.format == Format::TdxQuote { "tdx" } else { "sgx" };
             (tech, DcapEvidence { quote: data, collateral }.to_cbor())
         }
@@ -733,8 +779,15 @@ fn verify(args: VerifyArgs) -> Result<()> {
         Format::Vouch => (detect(&data).with_context(|| format!("{}", args.file.display()))?, data),
     };
     let at = args.at.unwrap_or_else(now);
-    let ctx = vouch_attest::Context { binding: expected.unwrap_or([0; 32]), trust_roots: &trust_roots, at };
+    // Cannot fail: the first 32 of 64 bytes.
+    let binding = expected.map(|e| <[u8; 32]>::try_from(&e[..32]).expect("32 of 64 bytes")).unwrap_or([0; 32]);
+    let ctx = vouch_attest::Context { binding, trust_roots: &trust_roots, at };
     let mut checks = vouch_attest::appraise(technology, &body, &policy, &ctx);
+    // The whole report data, when it is not the Vouch layout binding ‖ 32 zero bytes.
+    let exact = expected.filter(|e| e[32..].iter().any(|b| *b != 0));
+    if let Some(exact) = &exact {
+        compare_exactly(&mut checks, technology, &body, exact)?;
+    }
     if expected.is_none() {
         for c in checks.0.iter_mut().filter(|c| is_binding_claim(&c.claim)) {
             if !matches!(c.status, Status::Skipped { .. }) {
@@ -745,7 +798,11 @@ fn verify(args: VerifyArgs) -> Result<()> {
             }
         }
     }
-    report(&args, technology, at, expected.as_ref(), &checks)
+    let shown = match (exact, expected) {
+        (Some(e), _) => Some(hex::encode(e)),
+        (None, e) => e.map(|e| hex::encode(&e[..32])),
+    };
+    report(&args, technology, at, shown, &checks)
 }
 
 fn format_name(f: Format) -> String {
@@ -760,7 +817,7 @@ fn line(c: &Check) -> String {
     }
 }
 
-fn report(args: &VerifyArgs, technology: &str, at: u64, expected: Option<&[u8; 32]>, checks: &Checks) -> Result<()> {
+fn report(args: &VerifyArgs, technology: &str, at: u64, expected: Option<String>, checks: &Checks) -> Result<()> {
     let failed: Vec<&Check> = checks.iter().filter(|c| matches!(c.status, Status::Failed { .. })).collect();
     let passed = checks.iter().filter(|c| matches!(c.status, Status::Passed { .. })).count();
     let skipped = checks.iter().count() - passed - failed.len();
@@ -770,7 +827,7 @@ fn report(args: &VerifyArgs, technology: &str, at: u64, expected: Option<&[u8; 3
             "technology": technology,
             "format": format_name(args.format),
             "at": at,
-            "report_data": expected.map(hex::encode),
+            "report_data": expected,
             "checks": checks,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -1022,12 +1079,38 @@ mod tests {
 
     #[test]
     fn report_data_lengths() {
-        assert_eq!(parse_report_data(&"ab".repeat(32)).unwrap(), [0xab; 32]);
+        let mut full = [0u8; 64];
+        full[..32].fill(0xab);
+        assert_eq!(parse_report_data(&"ab".repeat(32)).unwrap(), full);
         let mut h = "ab".repeat(32);
         h.push_str(&"00".repeat(32));
-        assert_eq!(parse_report_data(&h).unwrap(), [0xab; 32]);
-        assert!(parse_report_data(&"ab".repeat(64)).unwrap_err().to_string().contains("must be zero"));
+        assert_eq!(parse_report_data(&h).unwrap(), full);
+        assert_eq!(parse_report_data(&"ab".repeat(64)).unwrap(), [0xab; 64]);
         assert!(parse_report_data("abcd").unwrap_err().to_string().contains("2 bytes"));
+    }
+
+    /// TDX evidence with collateral attached verifies offline: the real dcap-qvl 0.7.1 sample
+    /// (crates/vouch-attest/testdata/tdx, pinned time from its README) passes every dcap-qvl
+    /// stage; only the Vouch layout of its report data fails. Without collateral, the
+    /// collateral claim fails.
+    #[test]
+    fn tdx_collateral_is_attached_to_tdx_evidence() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vouch-attest/testdata/tdx");
+        let quote = fs::read(dir.join("quote.bin")).unwrap();
+        let binding: [u8; 32] = quote[48 + 520..48 + 552].try_into().unwrap();
+        let ctx = vouch_attest::Context { binding, trust_roots: &[], at: 1_751_328_000 };
+        let appraise = |ev: DcapEvidence| vouch_attest::appraise("tdx", &ev.to_cbor(), &Policy::default(), &ctx);
+
+        let checks = appraise(tdx_evidence(quote.clone(), Some(&dir.join("collateral.json"))).unwrap());
+        let failed: Vec<&str> =
+            checks.iter().filter(|c| matches!(c.status, Status::Failed { .. })).map(|c| c.claim.as_str()).collect();
+        assert_eq!(failed, ["tdx-report-data"], "{checks:#?}");
+
+        let checks = appraise(tdx_evidence(quote.clone(), None).unwrap());
+        assert_eq!(checks.first_failure().map(|c| c.claim.as_str()), Some("tdx-decode"), "{checks:#?}");
+
+        let err = tdx_evidence(quote, Some(&dir.join("quote.bin"))).unwrap_err().to_string();
+        assert!(err.contains("tdx collateral") && err.contains("quote.bin"), "{err}");
     }
 
     #[test]

@@ -128,6 +128,12 @@ pub fn add(home: &Home, a: AddArgs) -> Result<()> {
             roots.iter().for_each(|r| batch.pin(*r));
         }
         batch.commit()?;
+        // A running daemon announces what it now stores (it shares this store).
+        if a.pin {
+            for r in &roots {
+                crate::node_cli::announce(home, r)?;
+            }
+        }
         roots
     };
     if let Some(pb) = pb {
@@ -187,9 +193,10 @@ fn resolve(store: &Store, s: &str) -> Result<Cid> {
     Ok(export::resolve(store, &root, &path)?)
 }
 
-pub fn cat(home: &Home, path: &str) -> Result<()> {
+pub fn cat(home: &Home, path: &str, timeout: std::time::Duration) -> Result<()> {
     let (root, p) = parse_path(path)?;
     let store = home.store()?;
+    crate::node_cli::ensure_local(home, &store, &root, timeout).with_context(|| format!("{root}"))?;
     let cid = export::resolve(&store, &root, &p)?;
     let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
     export::read_file(&store, &cid, &mut out)?;
@@ -197,9 +204,10 @@ pub fn cat(home: &Home, path: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn get(home: &Home, path: &str, output: Option<PathBuf>) -> Result<()> {
+pub fn get(home: &Home, path: &str, output: Option<PathBuf>, timeout: std::time::Duration) -> Result<()> {
     let (root, p) = parse_path(path)?;
     let store = home.store()?;
+    crate::node_cli::ensure_local(home, &store, &root, timeout).with_context(|| format!("{root}"))?;
     let cid = export::resolve(&store, &root, &p)?;
     let default_name = p.rsplit('/').find(|s| !s.is_empty()).map_or_else(|| root.to_string(), str::to_string);
     let out = output.unwrap_or_else(|| PathBuf::from(default_name));
@@ -631,10 +639,25 @@ pub fn repo(home: &Home, c: RepoCmd) -> Result<()> {
 pub fn id(home: &Home, json: bool) -> Result<()> {
     let key = home.identity()?;
     let public = hex::encode(key.verifying_key().to_bytes());
+    let peer = vouch_node::peer_id_of(&key.verifying_key()).to_string();
+    // Listen addresses are known while a daemon runs.
+    let addrs: Vec<String> = match crate::node_cli::running_daemon(home) {
+        Some(_) => fs::read_to_string(home.dir.join(vouch_node::SWARM_FILE))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect(),
+        None => Vec::new(),
+    };
     if json {
-        println!("{}", serde_json::json!({"PublicKey": public, "KeyType": "ed25519"}));
+        println!("{}", serde_json::json!({"ID": peer, "PublicKey": public, "KeyType": "ed25519", "Addresses": addrs}));
     } else {
+        println!("peer id: {peer}");
         println!("public key (ed25519): {public}");
+        for a in &addrs {
+            println!("address: {a}");
+        }
     }
     Ok(())
 }

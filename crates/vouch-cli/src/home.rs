@@ -42,7 +42,8 @@ impl Home {
     }
 
     /// `config.json` (created with defaults on first use). Keys the node reads: `tee`
-    /// (`none`, `tpm`, `sev-snp`, `tdx`), `tcti`, `tsm_root`, `evidence_refresh_secs`.
+    /// (`none`, `tpm`, `sev-snp`, `tdx`), `tcti`, `tsm_root`, `tdx_collateral` (a collateral
+    /// JSON file bundled into TDX evidence), `evidence_refresh_secs`.
     pub fn config(&self) -> Result<serde_json::Value> {
         self.ensure()?;
         let path = self.dir.join("config.json");

@@ -85,6 +85,8 @@ pub struct Attest {
     pub technology: &'static str,
     generate: Option<Box<Generate>>,
     pub refresh_secs: u64,
+    /// A verifier's nonce: evidence is produced fresh for it (never reused, never remembered).
+    nonce: Option<Vec<u8>>,
 }
 
 /// Default lifetime of hardware evidence before a new quote or report is taken.
@@ -93,12 +95,18 @@ pub const EVIDENCE_REFRESH_SECS: u64 = 3600;
 impl Attest {
     /// No hardware claim.
     pub fn none() -> Attest {
-        Attest { technology: "none", generate: None, refresh_secs: 0 }
+        Attest { technology: "none", generate: None, refresh_secs: 0, nonce: None }
     }
 
     /// Evidence of `technology` from `generate`.
     pub fn hardware(technology: &'static str, generate: Box<Generate>, refresh_secs: u64) -> Attest {
-        Attest { technology, generate: Some(generate), refresh_secs }
+        Attest { technology, generate: Some(generate), refresh_secs, nonce: None }
+    }
+
+    /// Bind the evidence to a verifier's `nonce` (`vouch run --nonce`): fresh evidence for it.
+    pub fn with_nonce(mut self, nonce: Vec<u8>) -> Attest {
+        self.nonce = Some(nonce);
+        self
     }
 
     /// The evidence to put in a receipt signed by `key`: fresh for `none`; for hardware, the
@@ -106,12 +114,16 @@ impl Attest {
     /// else new evidence whose body goes into `batch`.
     pub fn evidence(&self, home: &Home, store: &Store, key: &SigningKey, batch: &mut Batch<'_>) -> Result<Evidence> {
         let node_key = key.verifying_key().to_bytes();
-        let mut nonce = vec![0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+        let nonce = self.nonce.clone().unwrap_or_else(|| {
+            let mut n = vec![0u8; 16];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut n);
+            n
+        });
         let Some(generate) = &self.generate else { return Ok(Evidence::none(&node_key, nonce)) };
         let now = unix_now();
         let path = home.dir.join("evidence.json");
-        if let Some(e) = read_remembered(&path, &node_key, self.technology)
+        if self.nonce.is_none()
+            && let Some(e) = read_remembered(&path, &node_key, self.technology)
             && now.saturating_sub(e.produced_at.unwrap_or(0)) < self.refresh_secs
             && matches!(&e.body, Some(EvidenceBody::Link(c)) if store.has(c)?)
         {
@@ -130,6 +142,9 @@ impl Attest {
             body: Some(EvidenceBody::Link(cid)),
             produced_at: Some(now),
         };
+        if self.nonce.is_some() {
+            return Ok(e);
+        }
         // Remembered before the batch commits: a crash in between leaves a record whose body
         // is not stored, which the `store.has` check above then ignores.
         let record = serde_json::json!({

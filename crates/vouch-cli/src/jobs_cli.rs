@@ -71,6 +71,25 @@ pub struct RunArgs {
     /// (default: $VOUCH_TCTI, else `tcti` in config.json).
     #[arg(long, value_name = "STRING", env = "VOUCH_TCTI")]
     pub tcti: Option<String>,
+    /// A verifier's nonce (hex, up to 64 bytes): the receipt's evidence is produced fresh for it,
+    /// so the verifier knows it is not replayed. Implies --no-cache.
+    #[arg(long, value_name = "HEX")]
+    pub nonce: Option<String>,
+    /// Run on another node instead of this one (a multiaddr, e.g. /ip4/127.0.0.1/tcp/4002/p2p/12D3…).
+    /// Inputs may be CIDs only that node holds; the module and anything it lacks it fetches from
+    /// this machine over bitswap. The receipt it returns is verified before success is printed.
+    #[arg(long, value_name = "MULTIADDR", conflicts_with = "near")]
+    pub node: Option<String>,
+    /// Run on a node that stores this CID, found through the DHT (bootstrap peers from
+    /// config.json, or the daemon running on this home).
+    #[arg(long, value_name = "CID")]
+    pub near: Option<String>,
+    /// With --node/--near: how long the remote node may wait for any missing block.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub fetch_timeout: String,
+    /// How the receipt a remote node returns is verified (with --node/--near).
+    #[command(flatten)]
+    pub trust: TrustArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -194,7 +213,10 @@ pub fn spec_from_args(store: &Store, a: &RunArgs) -> Result<JobSpec> {
         };
         let cid = parse_cid(cid_s).with_context(|| format!("--input {input}"))?;
         vouch_dag::dir::check_name(&name).with_context(|| format!("--input {input}"))?;
-        store.check_complete(&cid).with_context(|| format!("input {name}"))?;
+        // A job sent to another node may name inputs only that node holds.
+        if a.node.is_none() && a.near.is_none() {
+            store.check_complete(&cid).with_context(|| format!("input {name}"))?;
+        }
         if spec.inputs.insert(name.clone(), cid).is_some() {
             bail!("--input: the name {name:?} is used twice");
         }
@@ -233,9 +255,35 @@ pub fn run(home: &Home, a: RunArgs) -> Result<()> {
     let store = home.store()?;
     let spec = spec_from_args(&store, &a)?;
     let job_cid = spec.cid();
-    let attest = node_attest(home, a.tee.as_deref(), a.tcti.as_deref())?;
+    let target = match (&a.node, &a.near) {
+        (Some(addr), _) => Some(crate::node_cli::Target::Node(
+            addr.parse().with_context(|| format!("--node {addr:?} is not a multiaddr"))?,
+        )),
+        (None, Some(cid)) => {
+            Some(crate::node_cli::Target::Near(parse_cid(cid).with_context(|| format!("--near {cid}"))?))
+        }
+        (None, None) => None,
+    };
+    if let Some(target) = target {
+        let fetch_timeout = parse_duration(&a.fetch_timeout).context("--fetch-timeout")?;
+        let opts = a.trust.options(None)?;
+        let (result, peer) = crate::node_cli::run_remote(home, store, &spec, target, fetch_timeout, opts)?;
+        print_run(&result, &result.stdout, a.json, Some(&peer.to_string()))?;
+        if result.receipt.body.outcome != (vouch_receipt::Outcome::Exited { code: 0 }) {
+            return Err(JobFailed(result.receipt.body.outcome.to_string()).into());
+        }
+        return Ok(());
+    }
+    let mut attest = node_attest(home, a.tee.as_deref(), a.tcti.as_deref())?;
+    if let Some(h) = &a.nonce {
+        let nonce = hex::decode(h).with_context(|| format!("--nonce {h:?}: expected hex"))?;
+        if nonce.is_empty() || nonce.len() > 64 {
+            bail!("--nonce: {} bytes; expected 1 to 64", nonce.len());
+        }
+        attest = attest.with_nonce(nonce);
+    }
     let result = match job::memoised(home, &store, &job_cid, attest.technology)? {
-        Some((receipt_cid, receipt)) if spec.deterministic && !a.no_cache => {
+        Some((receipt_cid, receipt)) if spec.deterministic && !a.no_cache && a.nonce.is_none() => {
             JobResult { receipt_cid, receipt, cached: true, stdout: Vec::new() }
         }
         _ => {
@@ -244,7 +292,7 @@ pub fn run(home: &Home, a: RunArgs) -> Result<()> {
         }
     };
     let stdout = if result.cached { read_stream(&store, result.receipt.body.stdout)? } else { result.stdout.clone() };
-    print_run(&result, &stdout, a.json)?;
+    print_run(&result, &stdout, a.json, None)?;
     if result.receipt.body.outcome != (vouch_receipt::Outcome::Exited { code: 0 }) {
         return Err(JobFailed(result.receipt.body.outcome.to_string()).into());
     }
@@ -271,7 +319,10 @@ pub fn node_attest(home: &Home, tee: Option<&str>, tcti: Option<&str>) -> Result
         tsm_root: from_config("tsm_root").map(PathBuf::from),
         enrollment: Some(home.dir.join("tpm-enrollment.cbor")),
     };
-    Ok(job::Attest::hardware(name, Box::new(move |binding| crate::attest_cli::generate(&cfg, binding)), refresh))
+    let tdx_collateral = from_config("tdx_collateral").map(PathBuf::from);
+    let generate =
+        move |binding: &[u8; 32]| crate::attest_cli::generate_with_collateral(&cfg, tdx_collateral.as_deref(), binding);
+    Ok(job::Attest::hardware(name, Box::new(generate), refresh))
 }
 
 /// The job ran and was recorded, but did not exit 0 (exit code 3).
@@ -295,7 +346,8 @@ fn read_stream(store: &Store, cid: Option<Cid>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn print_run(r: &JobResult, stdout: &[u8], json: bool) -> Result<()> {
+/// Print what a run produced; `ran_on` names the peer that ran it when it was not this node.
+fn print_run(r: &JobResult, stdout: &[u8], json: bool, ran_on: Option<&str>) -> Result<()> {
     let b = &r.receipt.body;
     let opt = |c: Option<Cid>| c.map_or_else(|| "-".to_string(), |c| c.to_string());
     let mut out = std::io::stdout().lock();
@@ -310,6 +362,7 @@ fn print_run(r: &JobResult, stdout: &[u8], json: bool) -> Result<()> {
             "receipt": r.receipt_cid.to_string(),
             "cached": r.cached,
             "stdout_text": String::from_utf8_lossy(stdout),
+            "ran_on": ran_on,
         });
         writeln!(out, "{v}")?;
         return Ok(());
@@ -320,6 +373,9 @@ fn print_run(r: &JobResult, stdout: &[u8], json: bool) -> Result<()> {
     writeln!(out, "stdout   {}   stderr {}", opt(b.stdout), opt(b.stderr))?;
     writeln!(out, "usage    {}", usage_line(&b.usage))?;
     writeln!(out, "receipt  {}", r.receipt_cid)?;
+    if let Some(peer) = ran_on {
+        writeln!(out, "ran on   {peer} (receipt verified)")?;
+    }
     if !stdout.is_empty() {
         writeln!(out, "--- stdout ---")?;
         out.write_all(stdout)?;
@@ -467,19 +523,12 @@ fn print_receipt(r: &Receipt) {
     println!("issued at {} (unix seconds)", b.issued_at);
 }
 
+/// What a verifier trusts: shared by `vouch verify` and the receipts `vouch run --node` gets back.
 #[derive(Args)]
-pub struct VerifyArgs {
-    /// The receipt: a CID in the store, a receipt CAR (`vouch receipt export`), or a receipt file.
-    pub receipt: String,
-    /// Re-run the job deterministically here and compare outputs, stdout, stderr and outcome.
-    #[arg(long)]
-    pub replay: bool,
+pub struct TrustArgs {
     /// Accept receipts whose evidence is `none` (no hardware claim).
     #[arg(long)]
     pub allow_insecure: bool,
-    /// Require this node key (hex ed25519 public key).
-    #[arg(long)]
-    pub node_key: Option<String>,
     /// Verify as of this time (unix seconds) instead of now.
     #[arg(long)]
     pub at: Option<u64>,
@@ -491,6 +540,50 @@ pub struct VerifyArgs {
     /// manufacturer's EK CA. Repeatable.
     #[arg(long = "trust-root", value_name = "PEM")]
     pub trust_roots: Vec<PathBuf>,
+}
+
+impl TrustArgs {
+    /// The verifier options these flags describe.
+    pub fn options(&self, expected_node_key: Option<[u8; 32]>) -> Result<VerifyOptions> {
+        let policy = match &self.policy {
+            Some(p) => vouch_receipt::Policy::load(p).with_context(|| format!("--policy {}", p.display()))?,
+            None => vouch_receipt::Policy::default(),
+        };
+        let mut trust_roots = Vec::new();
+        for p in &self.trust_roots {
+            let bytes = std::fs::read(p).with_context(|| format!("--trust-root {}", p.display()))?;
+            trust_roots.extend(
+                vouch_attest::parse_certificates(&bytes)
+                    .map_err(|e| anyhow::anyhow!("--trust-root {}: {e}", p.display()))?,
+            );
+        }
+        Ok(VerifyOptions {
+            allow_insecure: self.allow_insecure,
+            expected_node_key,
+            at: self.at,
+            policy,
+            trust_roots,
+            ..VerifyOptions::default()
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The receipt: a CID in the store, a receipt CAR (`vouch receipt export`), or a receipt file.
+    pub receipt: String,
+    /// Re-run the job deterministically here and compare outputs, stdout, stderr and outcome.
+    #[arg(long)]
+    pub replay: bool,
+    /// Require this node key (hex ed25519 public key).
+    #[arg(long)]
+    pub node_key: Option<String>,
+    /// Require the evidence to have been produced for this nonce (hex; the verifier's own, given
+    /// to `vouch run --nonce`), so an old receipt cannot be passed off as fresh.
+    #[arg(long, value_name = "HEX")]
+    pub nonce: Option<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// List every claim checked, not only failures.
     #[arg(long, action = ArgAction::SetTrue)]
     pub explain: bool,
@@ -510,26 +603,7 @@ pub fn verify(home: &Home, a: VerifyArgs) -> Result<()> {
         }
         None => None,
     };
-    let policy = match &a.policy {
-        Some(p) => vouch_receipt::Policy::load(p).with_context(|| format!("--policy {}", p.display()))?,
-        None => vouch_receipt::Policy::default(),
-    };
-    let mut trust_roots = Vec::new();
-    for p in &a.trust_roots {
-        let bytes = std::fs::read(p).with_context(|| format!("--trust-root {}", p.display()))?;
-        trust_roots.extend(
-            vouch_attest::parse_certificates(&bytes)
-                .map_err(|e| anyhow::anyhow!("--trust-root {}: {e}", p.display()))?,
-        );
-    }
-    let opts = VerifyOptions {
-        allow_insecure: a.allow_insecure,
-        expected_node_key,
-        at: a.at,
-        policy,
-        trust_roots,
-        ..VerifyOptions::default()
-    };
+    let opts = a.trust.options(expected_node_key)?;
     let report = vouch_receipt::verify_with(&bytes, &opts, &|cid| BlockSource::get(&source, cid).ok());
     let mut extra: Vec<(String, Result<String, String>)> = Vec::new();
     if let Some(named) = named {
@@ -537,6 +611,18 @@ pub fn verify(home: &Home, a: VerifyArgs) -> Result<()> {
         extra.push((
             "receipt-cid".into(),
             if found == named { Ok(format!("{found}")) } else { Err(format!("expected {named}, found {found}")) },
+        ));
+    }
+    if let Some(h) = &a.nonce {
+        let want = hex::decode(h).with_context(|| format!("--nonce {h:?}: expected hex"))?;
+        let found = report.receipt.as_ref().map(|r| r.body.evidence.nonce.clone());
+        extra.push((
+            "verifier-nonce".into(),
+            match found {
+                Some(n) if n == want => Ok(format!("the evidence was produced for nonce {h}")),
+                Some(n) => Err(format!("expected nonce {h}, found {}", hex::encode(n))),
+                None => Err("the receipt does not decode".into()),
+            },
         ));
     }
     if let Some(r) = report.receipt.as_ref().filter(|_| report.verified()) {

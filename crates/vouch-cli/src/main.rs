@@ -11,6 +11,7 @@ mod home;
 mod import;
 mod job;
 mod jobs_cli;
+mod node_cli;
 mod units;
 
 use std::process::ExitCode;
@@ -29,14 +30,22 @@ struct Cli {
 enum Command {
     /// Add files or directories to the store (the CIDs `ipfs add` gives).
     Add(commands::AddArgs),
-    /// Print the bytes of a file: CID[/path].
-    Cat { path: String },
-    /// Write a file or directory tree to disk.
+    /// Print the bytes of a file: CID[/path]. Not stored here: fetched by the running daemon.
+    Cat {
+        path: String,
+        /// With a daemon fetching from peers: the longest wait for any one block.
+        #[arg(long, default_value = "60s")]
+        timeout: String,
+    },
+    /// Write a file or directory tree to disk. Not stored here: fetched by the running daemon.
     Get {
         path: String,
         /// Where to write (default: the CID or last path segment, in the current directory).
         #[arg(short, long)]
         output: Option<std::path::PathBuf>,
+        /// With a daemon fetching from peers: the longest wait for any one block.
+        #[arg(long, default_value = "60s")]
+        timeout: String,
     },
     /// List a directory.
     Ls {
@@ -70,8 +79,15 @@ enum Command {
     Verify(jobs_cli::VerifyArgs),
     /// Hardware attestation: fresh evidence for this node's key, offline verification, TPM enrolment.
     Attest(attest_cli::AttestArgs),
-    /// The node's identity: its ed25519 public key (the key is created on first use).
+    /// The node's identity: its ed25519 public key and peer id (the key is created on first use).
     Id(JsonFlag),
+    /// Run the node daemon in the foreground: libp2p (bitswap, DHT, jobs), HTTP API, gateway.
+    Node(node_cli::NodeArgs),
+    /// The running daemon's peers.
+    #[command(subcommand)]
+    Swarm(node_cli::SwarmCmd),
+    /// Show or set config.json (swarm and API listen addresses, bootstrap peers, tee, …).
+    Config(node_cli::ConfigArgs),
     /// End-to-end demonstration on the embedded store.
     Demo,
     /// Benchmarks that print ratios against anchors measured in the same run.
@@ -101,8 +117,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let home = home::Home::from_env()?;
     match cli.command {
         Command::Add(a) => commands::add(&home, a),
-        Command::Cat { path } => commands::cat(&home, &path),
-        Command::Get { path, output } => commands::get(&home, &path, output),
+        Command::Cat { path, timeout } => commands::cat(&home, &path, units::parse_duration(&timeout)?),
+        Command::Get { path, output, timeout } => commands::get(&home, &path, output, units::parse_duration(&timeout)?),
         Command::Ls { path, json } => commands::ls(&home, &path, json),
         Command::Block(c) => commands::block(&home, c),
         Command::Dag(c) => commands::dag(&home, c),
@@ -115,6 +131,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(a) => jobs_cli::verify(&home, a),
         Command::Attest(a) => attest_cli::run(&home, a),
         Command::Id(j) => commands::id(&home, j.json),
+        Command::Node(a) => node_cli::node(&home, a),
+        Command::Swarm(c) => node_cli::swarm(&home, c),
+        Command::Config(a) => node_cli::config(&home, a),
         Command::Demo => demo::run(&home),
         Command::Bench(b) => bench::run(b),
     }

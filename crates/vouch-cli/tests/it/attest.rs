@@ -205,6 +205,36 @@ fn tdx_and_sgx_samples_with_collateral() {
     assert_eq!(status_of(&json, "sgx-collateral")["status"], "failed", "{json:#}");
 }
 
+/// Given their whole 64-byte report data (read from the sample bytes), the real SEV-SNP and TDX
+/// samples, made by other tools with arbitrary report data, verify completely at their pinned
+/// times; one flipped bit of that value fails the report-data claim naming both values.
+#[test]
+fn whole_report_data_verifies_the_snp_and_tdx_samples() {
+    let v = Vouch::new();
+    let report = std::fs::read(testdata("snp/milan-report.bin")).unwrap();
+    let quote = std::fs::read(testdata("tdx/quote.bin")).unwrap();
+    let (snp, vcek) = (testdata("snp/milan-report.bin"), testdata("snp/milan-vcek.der"));
+    let (tdx, coll) = (testdata("tdx/quote.bin"), testdata("tdx/collateral.json"));
+    let cases: [(&[u8], [&str; 5]); 2] = [
+        (&report[0x50..0x90], [snp.as_str(), "snp-report", "--vcek", vcek.as_str(), SNP_AT]),
+        (&quote[48 + 520..48 + 584], [tdx.as_str(), "tdx-quote", "--collateral", coll.as_str(), DCAP_AT]),
+    ];
+    for (data, [file, format, opt, val, at]) in cases {
+        let rd = hex::encode(data);
+        let base = [file, "--format", format, opt, val, "--at", at, "--report-data"];
+        let (code, json) = verify_json(&v, &[&base[..], &[rd.as_str()]].concat());
+        assert_eq!(code, 0, "{json:#}");
+        assert_eq!(json["report_data"], rd);
+        let claim = format!("{}-report-data", json["technology"].as_str().unwrap().trim_start_matches("sev-"));
+        assert_eq!(status_of(&json, &claim)["status"], "passed", "{json:#}");
+        let mut wrong = data.to_vec();
+        wrong[63] ^= 1;
+        let (code, json) = verify_json(&v, &[&base[..], &[hex::encode(&wrong).as_str()]].concat());
+        assert_eq!(code, 1);
+        only_failure(&json, &claim, &rd);
+    }
+}
+
 /// The committed TPM vector's policy (`testdata/tpm/policy.toml` holds the `[tpm]` section's
 /// contents) as a policy file: the enrolment key and every quoted PCR value.
 fn tpm_policy(v: &Vouch) -> String {
@@ -320,7 +350,8 @@ fn garbage_never_panics_and_says_what_is_wrong() {
     let e = v.err(&["attest", "verify", &report, "--format", "tpm-quote", "--report-data", "abcd"]);
     assert!(e.contains("--report-data") && e.contains("2 bytes"), "{e}");
     let e = v.err(&["attest", "verify", &report, "--format", "tpm-quote", "--report-data", &"ab".repeat(64)]);
-    assert!(e.contains("must be zero"), "{e}");
+    // 64 bytes are the whole SNP/TDX/SGX report data; a TPM binds only the 32-byte binding.
+    assert!(e.contains("TPM qualifying data is the 32-byte binding"), "{e}");
     let bad_policy = v.write("p.toml", b"accept = []\n");
     let e = v.err(&["attest", "verify", &report, "--format", "tpm-quote", "--policy", bad_policy.to_str().unwrap()]);
     assert!(e.contains("accept"), "{e}");
@@ -609,5 +640,90 @@ mod swtpm {
         let later =
             (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 7200).to_string();
         fails(&["--policy", aged.to_str().unwrap(), "--trust-root", root, "--at", &later], "evidence-age");
+
+        receipt_tampering_with_tpm_evidence(v, &verifier, good, root);
+    }
+
+    /// The exported receipt CAR of a real TPM-attested job, tampered with: a flipped byte in the
+    /// evidence block, and receipts re-signed (by another key, or by the node key with another
+    /// nonce) whose `report_data` is recomputed so that `evidence-binding` holds. Each is
+    /// rejected, naming what broke.
+    fn receipt_tampering_with_tpm_evidence(node: &Vouch, verifier: &Vouch, policy: &str, root: &str) {
+        use ed25519_dalek::SigningKey;
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        use vouch_dag::car::{CarReader, CarWriter};
+        use vouch_receipt::{EvidenceBody, Receipt, report_data};
+
+        let car_bytes = std::fs::read(node.path("r.car")).unwrap();
+        let mut reader = CarReader::new(&car_bytes[..]).unwrap();
+        let root_cid = reader.roots()[0];
+        let mut blocks = Vec::new();
+        while let Some(block) = reader.next_block().unwrap() {
+            blocks.push(block);
+        }
+        let receipt = Receipt::decode(&blocks.iter().find(|(c, _)| *c == root_cid).unwrap().1).unwrap();
+        let Some(EvidenceBody::Link(evidence_cid)) = receipt.body.evidence.body.clone() else {
+            panic!("a node links its TPM evidence by CID: {:?}", receipt.body.evidence)
+        };
+
+        // A flipped byte inside the evidence block: the CAR no longer hashes right.
+        let (_, sections) = crate::car_sections(&car_bytes);
+        let section = sections.iter().find(|s| s.cid == evidence_cid.to_string()).unwrap();
+        let mut flipped = car_bytes.clone();
+        flipped[(section.data + section.end) / 2] ^= 0x01;
+        let path = verifier.write("flipped.car", &flipped);
+        let (code, stdout, stderr) =
+            run(verifier, &["verify", path.to_str().unwrap(), "--policy", policy, "--trust-root", root]);
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        let e = one_line_error(&stderr);
+        assert!(e.contains(&format!("block {evidence_cid}: its bytes hash to")), "{stderr}");
+
+        // The receipt (root block) replaced by `body` signed with `key`, the evidence unchanged.
+        let resigned = |name: &str, body: vouch_receipt::ReceiptBody, key: &SigningKey| -> String {
+            let r = Receipt::sign(body, key).unwrap();
+            let cid = r.cid();
+            let mut w = CarWriter::new(Vec::new(), &[cid]).unwrap();
+            w.write(&cid, &r.encode()).unwrap();
+            for (c, d) in blocks.iter().filter(|(c, _)| *c != root_cid) {
+                w.write(c, d).unwrap();
+            }
+            verifier.write(name, &w.finish().unwrap()).to_str().unwrap().to_owned()
+        };
+        let rejected = |car: &str, claim: &str| {
+            let (code, stdout, stderr) = run(verifier, &["verify", car, "--policy", policy, "--trust-root", root]);
+            assert_eq!(code, 1, "{stdout}{stderr}");
+            // The receipt's own claims hold: only the hardware evidence gives the tampering away.
+            for holds in ["signature", "evidence-binding"] {
+                assert!(!stdout.contains(&format!("FAIL  {holds}: ")), "{holds} should hold: {stdout}");
+            }
+            assert!(
+                stdout.contains(&format!("FAIL  evidence: expected {claim}: "))
+                    && stdout.contains(&format!("FAIL  {claim}: ")),
+                "{stdout}"
+            );
+        };
+
+        // Another key claims the TPM evidence: it signs, and its report_data is consistent with
+        // its key and the nonce, but the quote's qualifying data binds the node's key.
+        let thief = SigningKey::generate(&mut rand::rngs::OsRng);
+        let mut body = receipt.body.clone();
+        body.node_key = thief.verifying_key().to_bytes();
+        body.evidence.report_data = report_data(&body.node_key, &body.evidence.nonce);
+        rejected(&resigned("other-key.car", body, &thief), "tpm-qualifying-data");
+
+        // The node's own key with another nonce (e.g. a verifier's challenge answered with old
+        // evidence): report_data recomputed, re-signed, and still the quote binds the old nonce.
+        let pem = std::fs::read_to_string(node.home().join("identity.pem")).unwrap();
+        let node_key = SigningKey::from_pkcs8_pem(&pem).unwrap();
+        assert_eq!(node_key.verifying_key().to_bytes(), receipt.body.node_key);
+        let mut body = receipt.body.clone();
+        body.evidence.nonce.push(0x01);
+        body.evidence.report_data = report_data(&body.node_key, &body.evidence.nonce);
+        rejected(&resigned("other-nonce.car", body, &node_key), "tpm-qualifying-data");
+
+        // Unchanged, the same re-encoding path verifies: the rejections above are the tampering's.
+        let same = resigned("same.car", receipt.body.clone(), &node_key);
+        let (code, stdout, stderr) = run(verifier, &["verify", &same, "--policy", policy, "--trust-root", root]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
     }
 }

@@ -788,3 +788,30 @@ fn demo_runs_and_verifies_the_analysis() {
     assert!(out.contains("passed  replay: "), "{out}");
     assert_eq!(receipt_json(&v, receipt)["outcome"], json!({"kind": "exited", "code": 0}));
 }
+
+#[test]
+fn a_verifier_nonce_is_bound_into_the_receipt_and_checked() {
+    let v = Vouch::new();
+    let nonce = "00112233445566778899aabbccddeeff";
+    let j = run_ok(&v, &[&guest("echo_args"), "--nonce", nonce]);
+    let receipt = field(&j, "receipt").to_string();
+    // The nonce the evidence was produced for, as recorded (DAG-JSON bytes are base64).
+    let r = receipt_json(&v, &receipt);
+    let recorded = r["evidence"]["nonce"]["/"]["bytes"].as_str().unwrap().to_string();
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD_NO_PAD.decode(recorded.trim_end_matches('=')).unwrap();
+    assert_eq!(hex::encode(raw), nonce);
+    let (code, out, stderr) = verify(&v, &[&receipt, "--allow-insecure", "--nonce", nonce]);
+    assert_eq!(code, 0, "{out}{stderr}");
+    let (code, out, _) = verify(&v, &[&receipt, "--allow-insecure", "--nonce", "ff"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("verifier-nonce") && out.contains("expected nonce ff"), "{out}");
+    // The same job without a nonce is not answered from the nonce-bound run's memo, and vice versa:
+    // a second --nonce run is fresh too.
+    let j2 = run_ok(&v, &[&guest("echo_args"), "--nonce", "abcd"]);
+    assert_ne!(field(&j2, "receipt"), receipt);
+    assert_eq!(j2["cached"], false);
+    let (code, _, stderr) = verify(&v, &[field(&j2, "receipt"), "--allow-insecure", "--nonce", "abcd"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(v.err(&["run", &guest("echo_args"), "--nonce", "zz"]).contains("--nonce"));
+}

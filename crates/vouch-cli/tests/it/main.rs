@@ -14,6 +14,7 @@ mod crash;
 mod errors;
 mod jobs;
 mod kubo;
+mod network;
 mod python;
 mod roundtrip;
 

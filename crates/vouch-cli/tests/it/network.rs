@@ -1,0 +1,235 @@
+//! `vouch node` daemons as real processes on loopback: jobs sent to the node that holds the data
+//! (`--node`, and `--near` through the DHT across five nodes), `cat`/`get` through a running
+//! daemon, refusals, and a peer killed mid-transfer.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{Vouch, repo_root, write_random_file};
+
+/// A `vouch node` process, stopped with SIGTERM when dropped.
+pub struct Daemon {
+    pub v: Vouch,
+    child: Child,
+    pub peer: String,
+    /// The first swarm multiaddr, with `/p2p/PEER`.
+    pub addr: String,
+    pub api: String,
+}
+
+impl Daemon {
+    /// Start a daemon on ephemeral loopback ports, bootstrapping from `bootstrap`.
+    pub fn start(bootstrap: &[&str]) -> Daemon {
+        let v = Vouch::new();
+        let config = json!({ "swarm": ["/ip4/127.0.0.1/tcp/0"], "api": "127.0.0.1:0", "bootstrap": bootstrap });
+        let cfg = v.write("node.json", config.to_string().as_bytes());
+        let mut child = v
+            .cmd(&["node", "--config", cfg.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning vouch node");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut peer, mut addr, mut api) = (None, None, None);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("vouch node did not report ready within 60 s"));
+            if let Some(p) = line.strip_prefix("peer id  ") {
+                peer = Some(p.to_string());
+            } else if let Some(a) = line.strip_prefix("swarm    ") {
+                addr.get_or_insert_with(|| a.to_string());
+            } else if let Some(a) = line.strip_prefix("api      http://") {
+                api = Some(a.to_string());
+            } else if line == "node ready" {
+                break;
+            }
+        }
+        Daemon { v, child, peer: peer.unwrap(), addr: addr.unwrap(), api: api.unwrap() }
+    }
+
+    /// Stop it now, the hard way (a crash, not a shutdown).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: a signal to our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn guest(name: &str) -> String {
+    repo_root().join("guests/wasm").join(format!("{name}.wasm")).to_str().unwrap().to_string()
+}
+
+fn patients_csv() -> String {
+    repo_root().join("examples/clinical/patients.csv").to_str().unwrap().to_string()
+}
+
+/// `vouch run ARGS… --json` in `v`: (exit code, JSON or Null, stderr).
+fn run_json(v: &Vouch, args: &[&str]) -> (i32, Value, String) {
+    let mut a = vec!["run"];
+    a.extend_from_slice(args);
+    a.push("--json");
+    let out = v.run(&a);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().expect("exited"), json, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Whether the store of `v` holds block `cid`.
+fn has_block(v: &Vouch, cid: &str) -> bool {
+    v.run(&["block", "stat", cid]).status.success()
+}
+
+#[test]
+fn five_nodes_route_a_job_to_the_node_that_holds_the_data() {
+    let first = Daemon::start(&[]);
+    let others: Vec<Daemon> = (0..4).map(|_| Daemon::start(&[&first.addr])).collect();
+    let holder = &others[2];
+    // The data goes to one node only; its daemon announces it on the DHT.
+    let data = holder.v.add_q(&[&patients_csv()]);
+
+    // A client that knows only the first node, and does not have the data.
+    let client = Vouch::new();
+    client.ok(&["config", "bootstrap", &json!([first.addr]).to_string()]);
+    let module = guest("clinical_summary");
+    let args = [module.as_str(), "--near", &data, "--input", &format!("{data}:patients.csv"), "--allow-insecure"];
+    // Provider records spread asynchronously: retry while the DHT does not know the data yet.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (code, j, stderr) = loop {
+        let r = run_json(&client, &args);
+        if r.0 == 0 || !r.2.contains("no node on the DHT provides it") || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(code, 0, "{j}\n{stderr}");
+    assert_eq!(j["outcome"]["kind"], "exited");
+    assert_eq!(j["ran_on"], holder.peer.as_str(), "the job ran on the node holding the data");
+
+    // What moved was the job and the result, not the data: neither the client nor the node it
+    // asked holds the dataset; the client holds the output.
+    assert!(!has_block(&client, &data), "the dataset reached the client");
+    assert!(!has_block(&first.v, &data), "the dataset reached the bootstrap node");
+    let output = j["output"].as_str().unwrap().to_string();
+    let summary = client.ok(&["cat", &format!("{output}/summary.csv")]);
+    assert!(summary.starts_with("treatment,"), "{summary}");
+
+    // The same job run locally next to the data gives the same output CID (deterministic), and
+    // the saved receipt verifies offline.
+    let local = Vouch::new();
+    let local_data = local.add_q(&[&patients_csv()]);
+    assert_eq!(local_data, data);
+    let (code, lj, stderr) = run_json(&local, &[&module, "--input", &format!("{data}:patients.csv")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(lj["output"], j["output"]);
+    let receipt = j["receipt"].as_str().unwrap();
+    let car = client.home().join("receipts").join(format!("{receipt}.car"));
+    let out = client.run(&["verify", car.to_str().unwrap(), "--allow-insecure"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // Without --allow-insecure the client refuses a `none` receipt it is handed (exit 1).
+    let (code, _, stderr) =
+        run_json(&client, &[&module, "--node", &holder.addr, "--input", &format!("{data}:patients.csv")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("evidence"), "{stderr}");
+}
+
+#[test]
+fn a_job_whose_input_nobody_has_is_refused_with_the_reason() {
+    let node = Daemon::start(&[]);
+    let client = Vouch::new();
+    // A CID of bytes that were never added anywhere.
+    let missing = client.ok(&["add", "-Q", "-n", &client.write("x", b"never stored").to_string_lossy()]);
+    let missing = missing.trim();
+    let (code, _, stderr) = run_json(
+        &client,
+        &[
+            &guest("echo_args"),
+            "--node",
+            &node.addr,
+            "--input",
+            &format!("{missing}:x"),
+            "--fetch-timeout",
+            "3s",
+            "--allow-insecure",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("refused") && stderr.contains("input x") && stderr.contains(missing), "{stderr}");
+    // The node is healthy and ran nothing.
+    assert!(node.v.ok(&["pin", "ls"]).trim().is_empty());
+}
+
+#[test]
+fn cat_and_get_fetch_through_the_running_daemon() {
+    let a = Daemon::start(&[]);
+    let b = Daemon::start(&[&a.addr]);
+    let file = a.v.path("blob");
+    write_random_file(&file, 11, 3_000_000);
+    let cid = a.v.add_q(&[file.to_str().unwrap()]);
+    assert!(!has_block(&b.v, &cid));
+    b.v.assert_cat_eq_file(&cid, &file);
+    // Now local to b: get works without the network too.
+    b.v.ok(&["get", &cid, "-o", "copy"]);
+    assert_eq!(std::fs::read(b.v.path("copy")).unwrap(), std::fs::read(&file).unwrap());
+    let id: Value = serde_json::from_str(&b.v.ok(&["id", "--json"])).unwrap();
+    assert_eq!(id["ID"], b.peer.as_str());
+    let peers = b.v.ok(&["swarm", "peers"]);
+    assert!(peers.contains(&a.peer), "{peers}");
+    // The daemon's API answers the same id the CLI printed.
+    let mut resp = ureq::get(&format!("http://{}/api/v0/id", b.api)).call().unwrap();
+    let body = resp.body_mut().read_to_string().unwrap();
+    let api_id: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(api_id["ID"], b.peer.as_str(), "{body}");
+}
+
+#[test]
+fn a_peer_killed_mid_transfer_leaves_the_other_store_intact() {
+    let mut a = Daemon::start(&[]);
+    let b = Daemon::start(&[&a.addr]);
+    let file = a.v.path("big");
+    write_random_file(&file, 12, 64 << 20);
+    let cid = a.v.add_q(&[file.to_str().unwrap()]);
+    let before = b.v.snapshot();
+    let cat = b.v.cmd(&["cat", &cid, "--timeout", "5s"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    a.kill();
+    let out = cat.wait_with_output().unwrap();
+    // Whichever way the race went, b's store is consistent: every block verifies, and a failed
+    // fetch stored nothing.
+    b.v.ok(&["repo", "verify"]);
+    if out.status.success() {
+        assert!(has_block(&b.v, &cid));
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("Error: "), "{stderr}");
+        assert_eq!(b.v.snapshot(), before, "a failed fetch changed the store");
+    }
+}
