@@ -1,0 +1,4 @@
+//! vouch-seal integration tests: the public API only.
+
+mod broker;
+mod stream;
