@@ -113,8 +113,28 @@ impl Attest {
     /// remembered evidence while it is younger than `refresh_secs` and its body is stored,
     /// else new evidence whose body goes into `batch`.
     pub fn evidence(&self, home: &Home, store: &Store, key: &SigningKey, batch: &mut Batch<'_>) -> Result<Evidence> {
+        self.evidence_for(home, store, key, batch, self.nonce.as_deref())
+    }
+
+    /// The evidence receipts carry now or, given a verifier's `nonce`, fresh evidence bound to
+    /// it (`GET /api/v0/evidence`); its body committed to `store`.
+    pub fn current(&self, home: &Home, store: &Store, key: &SigningKey, nonce: Option<&[u8]>) -> Result<Evidence> {
+        let mut batch = store.batch()?;
+        let e = self.evidence_for(home, store, key, &mut batch, nonce.or(self.nonce.as_deref()))?;
+        batch.commit()?;
+        Ok(e)
+    }
+
+    fn evidence_for(
+        &self,
+        home: &Home,
+        store: &Store,
+        key: &SigningKey,
+        batch: &mut Batch<'_>,
+        verifier_nonce: Option<&[u8]>,
+    ) -> Result<Evidence> {
         let node_key = key.verifying_key().to_bytes();
-        let nonce = self.nonce.clone().unwrap_or_else(|| {
+        let nonce = verifier_nonce.map(<[u8]>::to_vec).unwrap_or_else(|| {
             let mut n = vec![0u8; 16];
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut n);
             n
@@ -122,7 +142,7 @@ impl Attest {
         let Some(generate) = &self.generate else { return Ok(Evidence::none(&node_key, nonce)) };
         let now = unix_now();
         let path = home.dir.join("evidence.json");
-        if self.nonce.is_none()
+        if verifier_nonce.is_none()
             && let Some(e) = read_remembered(&path, &node_key, self.technology)
             && now.saturating_sub(e.produced_at.unwrap_or(0)) < self.refresh_secs
             && matches!(&e.body, Some(EvidenceBody::Link(c)) if store.has(c)?)
@@ -142,7 +162,7 @@ impl Attest {
             body: Some(EvidenceBody::Link(cid)),
             produced_at: Some(now),
         };
-        if self.nonce.is_some() {
+        if verifier_nonce.is_some() {
             return Ok(e);
         }
         // Remembered before the batch commits: a crash in between leaves a record whose body

@@ -51,6 +51,26 @@ impl Executor for NodeExecutor {
         let r = job::execute(&self.home, store, &self.sandbox, &self.key, &self.attest, spec).map_err(internal)?;
         Ok(r.receipt_cid)
     }
+
+    fn evidence(&self, store: &Store, nonce: Option<&[u8]>) -> Result<serde_json::Value, Refusal> {
+        let e = self
+            .attest
+            .current(&self.home, store, &self.key, nonce)
+            .map_err(|e| Refusal::Internal(format!("{e:#}")))?;
+        let body = match &e.body {
+            Some(vouch_receipt::EvidenceBody::Link(c)) => Some(c.to_string()),
+            _ => None,
+        };
+        Ok(serde_json::json!({
+            "Technology": e.technology.as_str(),
+            "NodeKey": hex::encode(self.key.verifying_key().to_bytes()),
+            "Nonce": hex::encode(&e.nonce),
+            "ReportData": hex::encode(e.report_data),
+            "ProducedAt": e.produced_at,
+            "Body": body,
+            "HardwareClaim": e.technology.as_str() != "none",
+        }))
+    }
 }
 
 /// `config.json`'s network settings, then `--config FILE`'s.
@@ -139,7 +159,9 @@ pub fn ensure_local(home: &Home, store: &Store, root: &Cid, timeout: Duration) -
         return Ok(());
     }
     let Some(addr) = running_daemon(home) else {
-        bail!("block {root} is not stored here, and no daemon runs to fetch it from the network (start `vouch node`)");
+        bail!(
+            "block {root} not found in the store, and no daemon runs to fetch it from the network (start `vouch node`)"
+        );
     };
     let secs = timeout.as_secs_f64();
     let query = format!("/api/v0/dag/fetch?arg={}&timeout={secs}s", q(&root.to_string()));

@@ -23,6 +23,7 @@ use vouch_net::{AGENT_VERSION, Multiaddr, NetError, NodeHandle};
 use vouch_store::{Store, StoreError};
 
 use crate::DaemonInfo;
+use crate::jobs::{JobStatus, Jobs, Refusal};
 
 /// Shared by every handler: cheap to clone.
 #[derive(Clone)]
@@ -30,11 +31,12 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<Store>,
     pub(crate) net: NodeHandle,
     info: Arc<DaemonInfo>,
+    jobs: Arc<Jobs>,
 }
 
 impl AppState {
-    pub(crate) fn new(store: Arc<Store>, net: NodeHandle, info: &DaemonInfo) -> AppState {
-        AppState { store, net, info: Arc::new(info.clone()) }
+    pub(crate) fn new(store: Arc<Store>, net: NodeHandle, info: &DaemonInfo, jobs: Arc<Jobs>) -> AppState {
+        AppState { store, net, info: Arc::new(info.clone()), jobs }
     }
 }
 
@@ -49,6 +51,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v0/cat", get(cat).post(cat))
         .route("/api/v0/routing/provide", post(provide))
         .route("/api/v0/dag/fetch", post(dag_fetch))
+        // A job spec is small: 1 MiB, as on the job protocol.
+        .route("/api/v0/job/submit", post(job_submit).layer(DefaultBodyLimit::max(vouch_net::rpc::MAX_REQUEST)))
+        .route("/api/v0/job/status", get(job_status).post(job_status))
+        .route("/api/v0/receipt", get(receipt).post(receipt))
+        .route("/api/v0/evidence", get(evidence).post(evidence))
         .route("/api/v0/openapi.json", get(openapi))
         .route("/ipfs/{cid}", get(crate::gateway::get))
         .route("/ipfs/{cid}/{*path}", get(crate::gateway::get))
@@ -361,6 +368,145 @@ async fn cat(State(s): State<AppState>, uri: Uri) -> Result<Response, ApiError> 
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
+/// A refusal as an HTTP error: its code names the reason's kind (`"refusal"` in the body).
+fn refusal_error(r: Refusal) -> Response {
+    let status = match r {
+        Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+        Refusal::Unavailable(_) => StatusCode::NOT_FOUND,
+        Refusal::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::Policy(_) => StatusCode::FORBIDDEN,
+        Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status.is_server_error() {
+        tracing::warn!(%status, error = %r, "job request failed");
+    }
+    let body = json!({ "error": r.reason(), "code": status.as_u16(), "refusal": r.code() });
+    (status, Json(body)).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SubmitQuery {
+    /// Per-block wait for missing module, input or mount blocks.
+    fetch_timeout: Option<String>,
+    /// `false`: answer 202 at once and run the job in the background.
+    wait: Option<bool>,
+}
+
+/// Run a job: the body is its DAG-CBOR job spec (`JobSpec::encode`, as `vouch receipt export`
+/// carries it). With `wait` (the default) the answer comes when the receipt is stored.
+async fn job_submit(State(s): State<AppState>, uri: Uri, body: Bytes) -> Result<Response, ApiError> {
+    let q: SubmitQuery = query(&uri)?;
+    let timeout =
+        q.fetch_timeout.as_deref().map(parse_timeout).transpose()?.unwrap_or(crate::jobs::DEFAULT_FETCH_TIMEOUT);
+    let spec = match vouch_receipt::JobSpec::decode(&body) {
+        Ok(spec) => spec,
+        Err(e) => return Ok(refusal_error(Refusal::BadRequest(format!("the body is not a job spec: {e}")))),
+    };
+    let job = spec.cid();
+    if q.wait == Some(false) {
+        let jobs = s.jobs.clone();
+        // The status shows it at once; the job runs on after the answer.
+        jobs.mark_submitted(job);
+        tokio::spawn(async move { jobs.run(spec, timeout).await });
+        let body = json!({ "Job": job.to_string(), "Status": "submitted" });
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    match s.jobs.run(spec, timeout).await {
+        Ok(receipt) => Ok(Json(job_json(&s, &job, &JobStatus::Done { receipt }).await?).into_response()),
+        Err(r) => Ok(refusal_error(r)),
+    }
+}
+
+/// A job's status as JSON; for a finished job, also what the receipt says (outcome, results).
+async fn job_json(s: &AppState, job: &Cid, status: &JobStatus) -> Result<Value, ApiError> {
+    let mut v = serde_json::to_value(status).map_err(ApiError::internal)?;
+    v["Job"] = json!(job.to_string());
+    if let JobStatus::Done { receipt } = status {
+        let store = s.store.clone();
+        let receipt = *receipt;
+        let r = blocking(move || {
+            let bytes = store.get(&receipt).map_err(store_error)?;
+            vouch_receipt::Receipt::decode(&bytes).map_err(|e| ApiError::internal(format!("receipt {receipt}: {e}")))
+        })
+        .await?;
+        let b = &r.body;
+        let opt = |c: Option<Cid>| c.map(|c| c.to_string());
+        v["Outcome"] = serde_json::to_value(&b.outcome).map_err(ApiError::internal)?;
+        v["Output"] = json!(opt(b.output));
+        v["Stdout"] = json!(opt(b.stdout));
+        v["Stderr"] = json!(opt(b.stderr));
+        v["Evidence"] = json!(b.evidence.technology.as_str());
+    }
+    Ok(v)
+}
+
+async fn job_status(State(s): State<AppState>, uri: Uri) -> Result<Json<Value>, ApiError> {
+    let arg = required_arg(&query(&uri)?, "a job CID")?;
+    let job = vouch_dag::block::parse_cid(&arg).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let status = s.jobs.status(&job).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no job {job} was submitted to this daemon since it started (or it is among the forgotten oldest)"),
+        )
+    })?;
+    Ok(Json(job_json(&s, &job, &status).await?))
+}
+
+/// A stored receipt as a CARv1 rooted at it: the receipt, its job spec and evidence and, when
+/// they fit, its output, stdout and stderr DAGs (the job protocol's answer); `vouch verify`
+/// checks the file offline.
+async fn receipt(State(s): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let arg = required_arg(&query(&uri)?, "a receipt CID")?;
+    let cid = vouch_dag::block::parse_cid(&arg).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let store = s.store.clone();
+    let answer = blocking(move || {
+        let bytes = store.get(&cid).map_err(store_error)?;
+        vouch_receipt::Receipt::decode(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("{cid} is not a receipt: {e}")))?;
+        crate::jobs::receipt_answer(&store, &cid).map_err(store_error)
+    })
+    .await?;
+    let crate::JobResponse::Receipt { car, results_inline, .. } = answer else {
+        return Err(ApiError::internal("a stored receipt packed as a refusal"));
+    };
+    let inline = if results_inline { "true" } else { "false" };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/vnd.ipld.car; version=1"),
+            (header::HeaderName::from_static("x-results-inline"), inline),
+        ],
+        car,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvidenceQuery {
+    nonce: Option<String>,
+}
+
+/// The evidence this node's receipts carry now, or fresh evidence bound to `nonce` (hex, 1–64
+/// bytes).
+async fn evidence(State(s): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let q: EvidenceQuery = query(&uri)?;
+    let nonce = match q.nonce.as_deref() {
+        None => None,
+        Some(h) => {
+            let n = hex::decode(h.trim()).map_err(|e| ApiError::bad_request(format!("nonce {h:?}: not hex: {e}")))?;
+            if n.is_empty() || n.len() > 64 {
+                return Err(ApiError::bad_request(format!("nonce: {} bytes; give 1 to 64 bytes of hex", n.len())));
+            }
+            Some(n)
+        }
+    };
+    match s.jobs.evidence(nonce).await {
+        Ok(v) => Ok(Json(v).into_response()),
+        Err(r) => Ok(refusal_error(r)),
+    }
+}
+
 /// The OpenAPI 3 document. Keep it in step with [`router`] (a test checks both ways).
 pub(crate) fn openapi_doc() -> Value {
     let error = json!({ "$ref": "#/components/schemas/Error" });
@@ -412,6 +558,26 @@ pub(crate) fn openapi_doc() -> Value {
             }
         })
     };
+    let refused = |what: &str| json!({ "description": what, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Refusal" } } } });
+    let status_op = json!({
+        "summary": "A job submitted since the daemon started: submitted, fetching, running, done (with its receipt) or refused (with the reason)",
+        "parameters": [arg("job CID")],
+        "responses": { "200": json_ok("{\"Job\", \"Status\", \"Receipt\"?, \"Code\"?, \"Reason\"?}"),
+                       "400": err("malformed CID"), "404": err("no such job submitted here") }
+    });
+    let receipt_op = json!({
+        "summary": "A stored receipt as a CARv1 rooted at it: receipt, job spec, evidence and (header X-Results-Inline: true) the results; `vouch verify FILE` checks it offline",
+        "parameters": [arg("receipt CID")],
+        "responses": { "200": { "description": "the CAR", "content": { "application/vnd.ipld.car": {} } },
+                       "400": err("malformed CID, or the block is not a receipt"), "404": err("not stored here") }
+    });
+    let evidence_op = json!({
+        "summary": "The evidence this node's receipts carry now, or fresh evidence bound to a verifier's nonce; its body is served at /ipfs/{Body}",
+        "parameters": [{ "name": "nonce", "in": "query", "required": false, "schema": {"type": "string"},
+                         "description": "1 to 64 bytes of hex" }],
+        "responses": { "200": json_ok("{\"Technology\", \"NodeKey\", \"Nonce\", \"ReportData\", \"ProducedAt\", \"Body\", \"HardwareClaim\"}"),
+                       "400": err("nonce not hex or of a bad length"), "403": refused("policy: this node runs no jobs") }
+    });
     json!({
         "openapi": "3.0.3",
         "info": { "title": "Vouch node HTTP API", "version": env!("CARGO_PKG_VERSION"),
@@ -446,6 +612,27 @@ pub(crate) fn openapi_doc() -> Value {
                 "responses": { "200": json_ok("{\"Provided\": cid}"), "400": err("malformed CID"),
                                "404": err("not (completely) stored here") }
             }},
+            "/api/v0/job/submit": { "post": {
+                "summary": "Run a job here: missing module, input and mount blocks are fetched over bitswap first; answered when the receipt is stored (or at once with wait=false)",
+                "parameters": [
+                    { "name": "fetch-timeout", "in": "query", "required": false, "schema": {"type": "string", "default": "60s"},
+                      "description": "per-block wait when fetching from peers" },
+                    { "name": "wait", "in": "query", "required": false, "schema": {"type": "boolean", "default": true} }
+                ],
+                "requestBody": { "required": true, "content": { "application/vnd.ipld.dag-cbor": {} },
+                                 "description": "the DAG-CBOR job spec (docs/job-spec.md), at most 1 MiB" },
+                "responses": {
+                    "200": json_ok("{\"Job\", \"Status\": \"done\", \"Receipt\", \"Outcome\", \"Output\", \"Stdout\", \"Stderr\", \"Evidence\"}"),
+                    "202": json_ok("{\"Job\", \"Status\": \"submitted\"}"),
+                    "400": refused("bad-request: the body is not a valid job spec"),
+                    "403": refused("policy: this node runs no jobs"),
+                    "404": refused("unavailable: a module, input or mount is neither here nor at a connected peer"),
+                    "503": refused("busy: the node runs as many jobs as it is configured to")
+                }
+            }},
+            "/api/v0/job/status": { "get": status_op, "post": status_op },
+            "/api/v0/receipt": { "get": receipt_op, "post": receipt_op },
+            "/api/v0/evidence": { "get": evidence_op, "post": evidence_op },
             "/api/v0/openapi.json": { "get": {
                 "summary": "This document",
                 "responses": { "200": json_ok("OpenAPI 3") }
@@ -456,6 +643,11 @@ pub(crate) fn openapi_doc() -> Value {
         "components": { "schemas": { "Error": {
             "type": "object", "required": ["error", "code"],
             "properties": { "error": {"type": "string"}, "code": {"type": "integer", "description": "the HTTP status"} }
+        }, "Refusal": {
+            "type": "object", "required": ["error", "code", "refusal"],
+            "properties": { "error": {"type": "string", "description": "the reason"},
+                            "code": {"type": "integer", "description": "the HTTP status"},
+                            "refusal": {"type": "string", "enum": ["bad-request", "unavailable", "busy", "policy", "internal"]} }
         }}}
     })
 }

@@ -9,8 +9,8 @@
 //! evidence blocks and, while they fit in [`INLINE_RESULTS`], the output, stdout and stderr
 //! DAGs; never the module or the inputs: the data stays where it is.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -91,15 +91,19 @@ impl Refusal {
         }
     }
 
-    fn response(&self) -> JobResponse {
-        let reason = match self {
+    /// The reason, without the code.
+    pub fn reason(&self) -> &str {
+        match self {
             Refusal::BadRequest(r)
             | Refusal::Unavailable(r)
             | Refusal::Busy(r)
             | Refusal::Policy(r)
-            | Refusal::Internal(r) => r.clone(),
-        };
-        JobResponse::Refused { code: self.code().to_string(), reason }
+            | Refusal::Internal(r) => r,
+        }
+    }
+
+    fn response(&self) -> JobResponse {
+        JobResponse::Refused { code: self.code().to_string(), reason: self.reason().to_string() }
     }
 }
 
@@ -147,28 +151,170 @@ pub trait Executor: Send + Sync + 'static {
     /// Run `spec` (or find its memoised receipt) and return the receipt's CID, stored and
     /// pinned in `store`. Blocking; called on a blocking thread.
     fn execute(&self, store: &Store, spec: &JobSpec) -> Result<Cid, Refusal>;
+
+    /// The evidence this node's receipts carry now, or, given a verifier's `nonce`, fresh
+    /// evidence bound to it; its body stored in `store`. Answered as JSON by
+    /// `GET /api/v0/evidence` (fields in `docs/http-api.md`). Blocking.
+    fn evidence(&self, store: &Store, nonce: Option<&[u8]>) -> Result<serde_json::Value, Refusal>;
 }
 
-/// Answer job requests arriving at `net` until the node shuts down: at most `concurrency` at
-/// once (more wait in the transport's bounded queue, past it they are refused).
-pub(crate) async fn serve(net: NodeHandle, store: Arc<Store>, executor: Option<Arc<dyn Executor>>, concurrency: usize) {
-    let mut requests = match net.serve_requests(concurrency) {
+/// Where a job submitted to this daemon is (`GET /api/v0/job/status`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "Status", rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Accepted (`wait=false`), not started yet.
+    Submitted,
+    /// Its module, inputs or mounts are being fetched from peers.
+    Fetching,
+    /// In the sandbox.
+    Running,
+    /// Ran (or had run); the receipt is stored here.
+    Done {
+        #[serde(rename = "Receipt", serialize_with = "ser_cid")]
+        receipt: Cid,
+    },
+    /// Not run: why.
+    Refused {
+        #[serde(rename = "Code")]
+        code: String,
+        #[serde(rename = "Reason")]
+        reason: String,
+    },
+}
+
+fn ser_cid<S: serde::Serializer>(c: &Cid, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&c.to_string())
+}
+
+/// How many job statuses a daemon remembers (the oldest are forgotten first; receipts stay in
+/// the store).
+pub const STATUS_HISTORY: usize = 4096;
+
+/// The daemon's job runner, shared by the libp2p job protocol and the HTTP API: at most
+/// `concurrency` jobs at once, from both together; past that, `busy`.
+pub(crate) struct Jobs {
+    net: NodeHandle,
+    store: Arc<Store>,
+    executor: Option<Arc<dyn Executor>>,
+    running: tokio::sync::Semaphore,
+    concurrency: usize,
+    table: Mutex<(HashMap<Cid, JobStatus>, VecDeque<Cid>)>,
+}
+
+impl Jobs {
+    pub(crate) fn new(
+        net: NodeHandle,
+        store: Arc<Store>,
+        executor: Option<Arc<dyn Executor>>,
+        concurrency: usize,
+    ) -> Arc<Jobs> {
+        let concurrency = concurrency.max(1);
+        Arc::new(Jobs {
+            net,
+            store,
+            executor,
+            running: tokio::sync::Semaphore::new(concurrency),
+            concurrency,
+            table: Mutex::new((HashMap::new(), VecDeque::new())),
+        })
+    }
+
+    fn set(&self, job: Cid, status: JobStatus) {
+        let mut guard = self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (map, order) = &mut *guard;
+        if map.insert(job, status).is_none() {
+            order.push_back(job);
+            while order.len() > STATUS_HISTORY {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Record `job` as submitted (it runs in the background).
+    pub(crate) fn mark_submitted(&self, job: Cid) {
+        self.set(job, JobStatus::Submitted);
+    }
+
+    /// The last known status of `job`, if it was submitted since the daemon started (and is
+    /// among the last [`STATUS_HISTORY`]).
+    pub(crate) fn status(&self, job: &Cid) -> Option<JobStatus> {
+        self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner).0.get(job).cloned()
+    }
+
+    /// Run `spec` here: make its module, inputs and mounts local (waiting at most `timeout`
+    /// for any one block), then execute it; the receipt's CID. Every step is recorded as the
+    /// job's status.
+    pub(crate) async fn run(&self, spec: JobSpec, timeout: Duration) -> Result<Cid, Refusal> {
+        let job = spec.cid();
+        let result = self.run_inner(spec, timeout).await;
+        match &result {
+            Ok(receipt) => self.set(job, JobStatus::Done { receipt: *receipt }),
+            Err(r) => {
+                tracing::info!(%job, code = r.code(), "job refused: {r}");
+                self.set(job, JobStatus::Refused { code: r.code().into(), reason: r.reason().into() });
+            }
+        }
+        result
+    }
+
+    async fn run_inner(&self, spec: JobSpec, timeout: Duration) -> Result<Cid, Refusal> {
+        let job = spec.cid();
+        let Some(executor) = self.executor.clone() else {
+            return Err(Refusal::Policy("this node does not run jobs".into()));
+        };
+        let Ok(_permit) = self.running.try_acquire() else {
+            return Err(Refusal::Busy(format!(
+                "{} jobs are already running on this node; try later",
+                self.concurrency
+            )));
+        };
+        self.set(job, JobStatus::Fetching);
+        let timeout = timeout.min(crate::api::MAX_TIMEOUT);
+        let mut needed = vec![("module".to_string(), spec.module)];
+        needed.extend(spec.inputs.iter().map(|(name, cid)| (format!("input {name}"), *cid)));
+        needed.extend(spec.mounts.iter().map(|(path, cid)| (format!("mount {path}"), *cid)));
+        for (what, cid) in needed {
+            crate::make_local(&self.net, &self.store, cid, timeout).await.map_err(|e| match e {
+                crate::Missing::Store(e) => Refusal::Internal(format!("job {job}: {what} ({cid}): {e}")),
+                other => Refusal::Unavailable(format!("job {job}: {what} ({cid}): {other}")),
+            })?;
+        }
+        self.set(job, JobStatus::Running);
+        tracing::debug!(%job, "running a job");
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || executor.execute(&store, &spec))
+            .await
+            .map_err(|e| Refusal::Internal(format!("the executor failed: {e}")))?
+    }
+
+    /// See [`Executor::evidence`].
+    pub(crate) async fn evidence(&self, nonce: Option<Vec<u8>>) -> Result<serde_json::Value, Refusal> {
+        let Some(executor) = self.executor.clone() else {
+            return Err(Refusal::Policy("this node runs no jobs and has no evidence".into()));
+        };
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || executor.evidence(&store, nonce.as_deref()))
+            .await
+            .map_err(|e| Refusal::Internal(format!("the executor failed: {e}")))?
+    }
+}
+
+/// Answer job requests arriving over libp2p until the node shuts down (past the runner's
+/// concurrency they wait in the transport's bounded queue, past that they are refused).
+pub(crate) async fn serve(jobs: Arc<Jobs>) {
+    let mut requests = match jobs.net.serve_requests(jobs.concurrency) {
         Ok(r) => r,
         Err(e) => return tracing::warn!("job protocol not served: {e}"),
     };
-    let running = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     while let Some(request) = requests.recv().await {
-        let (net, store, executor, running) = (net.clone(), store.clone(), executor.clone(), running.clone());
+        let jobs = jobs.clone();
         tokio::spawn(async move {
-            let peer = request.peer;
-            let answer = match running.try_acquire() {
-                Ok(_permit) => handle(&net, &store, executor, &request.body).await,
-                Err(_) => Err(Refusal::Busy(format!("{concurrency} jobs are already running on this node; try later"))),
-            };
-            let response = match answer {
+            let response = match answer(&jobs, &request.body).await {
                 Ok(r) => r,
                 Err(refusal) => {
-                    tracing::info!(%peer, code = refusal.code(), "job refused: {refusal}");
+                    tracing::debug!(peer = %request.peer, "job request refused: {refusal}");
                     refusal.response()
                 }
             };
@@ -177,35 +323,12 @@ pub(crate) async fn serve(net: NodeHandle, store: Arc<Store>, executor: Option<A
     }
 }
 
-async fn handle(
-    net: &NodeHandle,
-    store: &Arc<Store>,
-    executor: Option<Arc<dyn Executor>>,
-    body: &[u8],
-) -> Result<JobResponse, Refusal> {
+async fn answer(jobs: &Jobs, body: &[u8]) -> Result<JobResponse, Refusal> {
     let request = JobRequest::decode(body)?;
     let spec = JobSpec::decode(&request.spec).map_err(|e| Refusal::BadRequest(format!("job spec: {e}")))?;
-    let job = spec.cid();
-    let Some(executor) = executor else {
-        return Err(Refusal::Policy("this node does not run jobs".into()));
-    };
-    let timeout = Duration::from_millis(request.fetch_timeout_ms).min(crate::api::MAX_TIMEOUT);
-    let mut needed = vec![("module".to_string(), spec.module)];
-    needed.extend(spec.inputs.iter().map(|(name, cid)| (format!("input {name}"), *cid)));
-    needed.extend(spec.mounts.iter().map(|(path, cid)| (format!("mount {path}"), *cid)));
-    for (what, cid) in needed {
-        crate::make_local(net, store, cid, timeout).await.map_err(|e| match e {
-            crate::Missing::Store(e) => Refusal::Internal(format!("job {job}: {what} ({cid}): {e}")),
-            other => Refusal::Unavailable(format!("job {job}: {what} ({cid}): {other}")),
-        })?;
-    }
-    tracing::info!(%job, "running a job from the network");
-    let store2 = store.clone();
-    let receipt = tokio::task::spawn_blocking(move || executor.execute(&store2, &spec))
-        .await
-        .map_err(|e| Refusal::Internal(format!("the executor failed: {e}")))??;
-    let store2 = store.clone();
-    tokio::task::spawn_blocking(move || receipt_answer(&store2, &receipt))
+    let receipt = jobs.run(spec, Duration::from_millis(request.fetch_timeout_ms)).await?;
+    let store = jobs.store.clone();
+    tokio::task::spawn_blocking(move || receipt_answer(&store, &receipt))
         .await
         .map_err(|e| Refusal::Internal(e.to_string()))?
         .map_err(|e| Refusal::Internal(format!("packing receipt {receipt}: {e}")))

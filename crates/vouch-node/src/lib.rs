@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 use vouch_net::{Multiaddr, NetError, Node, NodeHandle, PeerId, Protocol};
 use vouch_store::{Store, StoreError};
 
-pub use jobs::{Executor, JobRequest, JobResponse, Refusal};
+pub use jobs::{Executor, JobRequest, JobResponse, JobStatus, Refusal};
 pub use vouch_net::AGENT_VERSION;
 
 /// File in `$VOUCH_HOME` holding the HTTP API address (`127.0.0.1:5080`) while a daemon runs.
@@ -194,9 +194,10 @@ impl Daemon {
             .map_err(|source| NodeError::Bind { addr: config.api, source })?;
         let api = listener.local_addr().map_err(|source| NodeError::Bind { addr: config.api, source })?;
         let info = DaemonInfo { peer_id, public_key: key.verifying_key(), swarm, api };
-        tokio::spawn(jobs::serve(net.clone(), store.clone(), executor, config.jobs));
+        let jobs = jobs::Jobs::new(net.clone(), store.clone(), executor, config.jobs);
+        tokio::spawn(jobs::serve(jobs.clone()));
         tokio::spawn(reprovide(net.clone(), store.clone()));
-        let router = api::router(api::AppState::new(store, net.clone(), &info));
+        let router = api::router(api::AppState::new(store, net.clone(), &info, jobs));
         let (stop_http, stopped) = oneshot::channel::<()>();
         let http_task = tokio::spawn(async move {
             axum::serve(listener, router)

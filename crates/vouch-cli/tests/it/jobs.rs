@@ -170,8 +170,20 @@ fn clinical_summary_matches_an_independent_computation_and_is_memoised() {
     let keys: BTreeSet<&str> = first.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        BTreeSet::from(["cached", "job", "outcome", "output", "receipt", "stderr", "stdout", "stdout_text", "usage"])
+        BTreeSet::from([
+            "cached",
+            "job",
+            "outcome",
+            "output",
+            "ran_on",
+            "receipt",
+            "stderr",
+            "stdout",
+            "stdout_text",
+            "usage"
+        ])
     );
+    assert_eq!(first["ran_on"], serde_json::Value::Null, "ran here, not on a peer");
     assert_eq!(first["cached"], false);
     assert_eq!(first["stderr"], Value::Null, "the analysis writes nothing to stderr");
     let (job, output, stdout, receipt) =

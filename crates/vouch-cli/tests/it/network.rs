@@ -233,3 +233,118 @@ fn a_peer_killed_mid_transfer_leaves_the_other_store_intact() {
         assert_eq!(b.v.snapshot(), before, "a failed fetch changed the store");
     }
 }
+
+/// `METHOD url` with `body` against a daemon: (status, body bytes); HTTP errors are answers.
+fn http(method: &str, url: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut resp = match method {
+        "GET" => agent.get(url).call(),
+        "POST" => agent.post(url).send(body),
+        other => panic!("method {other}"),
+    }
+    .unwrap();
+    (resp.status().as_u16(), resp.body_mut().read_to_vec().unwrap())
+}
+
+fn http_json(method: &str, url: &str, body: &[u8]) -> (u16, Value) {
+    let (status, bytes) = http(method, url, body);
+    let v =
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{url}: {e}: {}", String::from_utf8_lossy(&bytes)));
+    (status, v)
+}
+
+#[test]
+fn the_http_api_runs_jobs_and_serves_receipts_and_evidence() {
+    let d = Daemon::start(&[]);
+    let api = format!("http://{}/api/v0", d.api);
+    let module = d.v.add_q(&[&guest("echo_args")]);
+    let mut spec = vouch_receipt::JobSpec::new(module.parse().unwrap());
+    spec.args = vec!["hello".into(), "api".into()];
+    let job = spec.cid().to_string();
+
+    // Submit and wait: the answer names the job, the receipt and the results.
+    let (status, done) = http_json("POST", &format!("{api}/job/submit"), &spec.encode());
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["Job"], job.as_str());
+    assert_eq!(done["Status"], "done");
+    assert_eq!(done["Evidence"], "none");
+    let receipt = done["Receipt"].as_str().expect("a receipt CID").to_string();
+    let (status, st) = http_json("GET", &format!("{api}/job/status?arg={job}"), b"");
+    assert_eq!((status, &st["Receipt"]), (200, &done["Receipt"]), "{st}");
+    let stdout = d.v.ok(&["cat", done["Stdout"].as_str().unwrap()]);
+    assert!(stdout.contains("=hello") && stdout.contains("=api"), "{stdout}");
+
+    // The receipt as a CAR verifies offline, and only with --allow-insecure (`none` evidence).
+    let (status, car) = http("GET", &format!("{api}/receipt?arg={receipt}"), b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&car));
+    let file = d.v.path("receipt.car");
+    std::fs::write(&file, &car).unwrap();
+    let f = file.to_str().unwrap();
+    let verified = d.v.run(&["verify", f, "--allow-insecure"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", String::from_utf8_lossy(&verified.stderr));
+    assert_eq!(d.v.run(&["verify", f]).status.code(), Some(1), "none evidence verified without --allow-insecure");
+    // A block that is not a receipt is named as such.
+    let (status, e) = http_json("GET", &format!("{api}/receipt?arg={module}"), b"");
+    assert_eq!(status, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("is not a receipt"), "{e}");
+
+    // Evidence: the current one, and a fresh one bound to a verifier's nonce.
+    let (status, ev) = http_json("GET", &format!("{api}/evidence?nonce=00ff11"), b"");
+    assert_eq!(status, 200, "{ev}");
+    assert_eq!(
+        (&ev["Technology"], &ev["Nonce"], &ev["HardwareClaim"]),
+        (&json!("none"), &json!("00ff11"), &json!(false))
+    );
+    let (_, ev2) = http_json("GET", &format!("{api}/evidence?nonce=00ff12"), b"");
+    assert_ne!(ev["ReportData"], ev2["ReportData"], "the report data binds the nonce");
+    let (status, e) = http_json("GET", &format!("{api}/evidence?nonce=zz"), b"");
+    assert_eq!(status, 400, "{e}");
+
+    // Refusals, each with its kind and reason.
+    let (status, e) = http_json("POST", &format!("{api}/job/submit"), b"not cbor");
+    assert_eq!((status, &e["refusal"]), (400, &json!("bad-request")), "{e}");
+    let nowhere =
+        vouch_receipt::JobSpec::new("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy".parse().unwrap());
+    let (status, e) = http_json("POST", &format!("{api}/job/submit?fetch-timeout=1s"), &nowhere.encode());
+    assert_eq!((status, &e["refusal"]), (404, &json!("unavailable")), "{e}");
+    assert!(e["error"].as_str().unwrap().contains("module"), "{e}");
+    let (_, st) = http_json("GET", &format!("{api}/job/status?arg={}", nowhere.cid()), b"");
+    assert_eq!((&st["Status"], &st["Code"]), (&json!("refused"), &json!("unavailable")), "{st}");
+    let (status, _) = http_json("GET", &format!("{api}/job/status?arg={module}"), b"");
+    assert_eq!(status, 404, "a CID never submitted has no status");
+
+    // In the background: 202 at once, then the status reaches done.
+    spec.args.push("again".into());
+    let (status, sub) = http_json("POST", &format!("{api}/job/submit?wait=false"), &spec.encode());
+    assert_eq!((status, &sub["Job"]), (202, &json!(spec.cid().to_string())), "{sub}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, st) = http_json("GET", &format!("{api}/job/status?arg={}", spec.cid()), b"");
+        if st["Status"] == "done" {
+            break;
+        }
+        assert!(Instant::now() < deadline && st["Status"] != "refused", "{st}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_route_the_openapi_document_lists_is_served() {
+    let d = Daemon::start(&[]);
+    let (status, doc) = http_json("GET", &format!("http://{}/api/v0/openapi.json", d.api), b"");
+    assert_eq!(status, 200);
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/api/v0/job/submit") && paths.contains_key("/api/v0/evidence"), "{:?}", paths.keys());
+    for (path, ops) in paths {
+        let concrete = path.replace("{cid}", "bafkqaaa").replace("{path}", "x");
+        for method in ops.as_object().unwrap().keys() {
+            let (status, body) = http(&method.to_uppercase(), &format!("http://{}{concrete}", d.api), b"");
+            let text = String::from_utf8_lossy(&body);
+            assert!(status != 405 && !text.contains("no such route"), "{method} {path}: {status} {text}");
+        }
+    }
+}
