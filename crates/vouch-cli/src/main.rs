@@ -11,6 +11,7 @@ mod home;
 mod import;
 mod job;
 mod jobs_cli;
+mod node_bench;
 mod node_cli;
 mod units;
 

@@ -32,11 +32,23 @@ pub struct NodeArgs {
 }
 
 /// This binary's job executor, lent to the daemon: the sandbox, the node key and its evidence.
-struct NodeExecutor {
+pub(crate) struct NodeExecutor {
     home: Home,
     sandbox: vouch_sandbox::Sandbox,
     key: SigningKey,
     attest: job::Attest,
+}
+
+impl NodeExecutor {
+    /// The executor `vouch node` runs jobs with: this home's key, sandbox and attestation.
+    pub(crate) fn new(home: &Home, tee: Option<&str>, tcti: Option<&str>) -> Result<NodeExecutor> {
+        Ok(NodeExecutor {
+            home: Home { dir: home.dir.clone() },
+            sandbox: job::sandbox(home)?,
+            key: home.identity()?,
+            attest: crate::jobs_cli::node_attest(home, tee, tcti)?,
+        })
+    }
 }
 
 impl Executor for NodeExecutor {
@@ -92,13 +104,7 @@ pub fn node(home: &Home, a: NodeArgs) -> Result<()> {
         .unwrap_or_else(|_| "warn,vouch_node=info,vouch_net=info".into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let config = node_config(home, a.config.as_deref())?;
-    let key = home.identity()?;
-    let executor = NodeExecutor {
-        home: Home { dir: home.dir.clone() },
-        sandbox: job::sandbox(home)?,
-        key,
-        attest: crate::jobs_cli::node_attest(home, a.tee.as_deref(), a.tcti.as_deref())?,
-    };
+    let executor = NodeExecutor::new(home, a.tee.as_deref(), a.tcti.as_deref())?;
     let technology = executor.attest.technology;
     vouch_node::run_foreground(&home.dir, config, Some(Arc::new(executor)), |info| {
         use std::io::Write;
