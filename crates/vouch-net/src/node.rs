@@ -181,6 +181,8 @@ impl Node {
             .with_tokio()
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)
             .map_err(|e| NetError::Transport(e.to_string()))?
+            // QUIC v1 (`/udp/PORT/quic-v1`), as Kubo speaks it: TLS 1.3 and its own streams.
+            .with_quic()
             .with_behaviour(|key| {
                 let id = key.public().to_peer_id();
                 let mut kad = kad::Behaviour::with_config(

@@ -52,8 +52,9 @@ pub const SWARM_FILE: &str = "swarm";
 /// --config FILE` set them through [`NodeConfig::apply_json`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeConfig {
-    /// Swarm listen addresses (`swarm`). Default: `/ip4/127.0.0.1/tcp/4002` (loopback; 4001 is
-    /// left to a Kubo on the same machine). Anything wider is a deliberate choice.
+    /// Swarm listen addresses (`swarm`). Default: `/ip4/127.0.0.1/tcp/4002` and
+    /// `/ip4/127.0.0.1/udp/4002/quic-v1` (loopback; 4001 is left to a Kubo on the same
+    /// machine). Anything wider is a deliberate choice.
     pub swarm: Vec<Multiaddr>,
     /// HTTP API and gateway address (`api`). Default: `127.0.0.1:5080`. The API has no
     /// authentication: keep it on loopback unless something in front of it authenticates.
@@ -68,7 +69,10 @@ impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             // Cannot fail: constant, valid addresses.
-            swarm: vec!["/ip4/127.0.0.1/tcp/4002".parse().expect("valid multiaddr")],
+            swarm: vec![
+                "/ip4/127.0.0.1/tcp/4002".parse().expect("valid multiaddr"),
+                "/ip4/127.0.0.1/udp/4002/quic-v1".parse().expect("valid multiaddr"),
+            ],
             api: "127.0.0.1:5080".parse().expect("valid socket address"),
             bootstrap: Vec::new(),
             jobs: 2,

@@ -159,3 +159,38 @@ async fn two_holders_serve_one_dag_without_failing() {
     let peers = client.peers().await.unwrap();
     assert!(peers.contains(&s1.peer_id()) && peers.contains(&s2.peer_id()), "{peers:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dag_moves_over_quic_and_job_requests_too() {
+    let (data, root, blocks) = file(2_000_000, 7);
+    let quic: vouch_net::Multiaddr = "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap();
+    let mut sc = vouch_net::Config::new([31; 32]);
+    sc.listen = vec![quic.clone()];
+    let (server, _s) = crate::node_with(sc, Arc::new(blocks));
+    let mut cc = vouch_net::Config::new([32; 32]);
+    cc.listen = vec![quic];
+    let (client, _c) = crate::node_with(cc, Arc::new(MemoryBlocks::default()));
+    let addr = server.listen_addrs().await.unwrap().into_iter().find(|a| a.to_string().contains("/quic-v1")).unwrap();
+    assert_eq!(client.connect(addr).await.unwrap(), server.peer_id());
+
+    let mut sink = MemoryBlocks::default();
+    let stats = client.fetch_dag(root.cid, &mut sink, T).await.unwrap();
+    assert!(stats.bytes > 2_000_000, "{stats:?}");
+    let mut out = Vec::new();
+    vouch_dag::export::read_file(&sink, &root.cid, &mut out).unwrap();
+    assert!(out == data, "the file fetched over QUIC differs");
+
+    // The job protocol's one-frame exchange works over QUIC streams as well.
+    let mut requests = server.serve_requests(1).unwrap();
+    tokio::spawn(async move {
+        while let Some(r) = requests.recv().await {
+            let mut answer = r.body.clone();
+            answer.reverse();
+            r.respond(answer);
+        }
+    });
+    let answer = client.request(server.peer_id(), b"over quic", T).await.unwrap();
+    assert_eq!(answer, b"ciuq revo");
+    client.shutdown().await;
+    server.shutdown().await;
+}
