@@ -168,7 +168,7 @@ where
     })
 }
 
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize, DagError> {
+pub(crate) fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize, DagError> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

@@ -13,6 +13,7 @@ mod job;
 mod jobs_cli;
 mod node_bench;
 mod node_cli;
+mod seal_cli;
 mod units;
 
 use std::process::ExitCode;
@@ -89,6 +90,14 @@ enum Command {
     Swarm(node_cli::SwarmCmd),
     /// Show or set config.json (swarm and API listen addresses, bootstrap peers, tee, …).
     Config(node_cli::ConfigArgs),
+    /// Seal a file (data or a .wasm module) into the store as ciphertext; the key stays with
+    /// this node's broker under the access policy given.
+    Seal(seal_cli::SealArgs),
+    /// Open a sealed object whose key this node's broker holds.
+    Open(seal_cli::OpenArgs),
+    /// This node's key broker.
+    #[command(subcommand)]
+    Broker(seal_cli::BrokerCmd),
     /// End-to-end demonstration on the embedded store.
     Demo,
     /// Benchmarks that print ratios against anchors measured in the same run.
@@ -135,6 +144,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(a) => node_cli::node(&home, a),
         Command::Swarm(c) => node_cli::swarm(&home, c),
         Command::Config(a) => node_cli::config(&home, a),
+        Command::Seal(a) => seal_cli::seal(&home, a),
+        Command::Open(a) => seal_cli::open(&home, a),
+        Command::Broker(c) => seal_cli::broker(&home, c),
         Command::Demo => demo::run(&home),
         Command::Bench(b) => bench::run(b),
     }

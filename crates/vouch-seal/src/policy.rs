@@ -146,7 +146,16 @@ impl AccessPolicy {
     }
 
     fn parse(text: &str, dir: Option<&Path>) -> Result<AccessPolicy> {
-        let raw: Raw = toml::from_str(text).map_err(|e| Error::PolicyToml(e.to_string().trim().to_owned()))?;
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            // One line: the message and where (toml's own Display draws the source).
+            let at = e.span().map(|s| {
+                let before = &text[..s.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(" (line {line}, column {col})")
+            });
+            Error::PolicyToml(format!("{}{}", e.message().trim().replace('\n', "; "), at.unwrap_or_default()))
+        })?;
 
         let mut modules = Vec::new();
         for (i, s) in raw.modules.allow.iter().enumerate() {

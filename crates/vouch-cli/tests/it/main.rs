@@ -17,6 +17,7 @@ mod kubo;
 mod network;
 mod python;
 mod roundtrip;
+mod seal;
 
 use std::ffi::OsStr;
 use std::fs::{self, File};

@@ -1,0 +1,328 @@
+//! `vouch seal`, `vouch open` and `vouch broker keys`: an owner seals a file (or a `.wasm`)
+//! into the store as ciphertext under a fresh data key, which this node's key broker keeps with
+//! the owner's access policy; the owner opens it again. The sealed-object format and the policy
+//! are `docs/seal.md`.
+//!
+//! The keystore is `$VOUCH_HOME/broker/keys/OBJECT.json` (directory 0700, files 0600, written
+//! and fsynced before the ciphertext is committed, so a stored object always has its key). Key
+//! material is never printed, logged or put in an error.
+
+use std::fs;
+use std::io::{self, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+use vouch_dag::{Cid, Params};
+use vouch_seal::stream::Header;
+use vouch_seal::{AccessPolicy, DataKey, ObjectId, Opener, SealOptions, Sealer};
+
+use crate::home::Home;
+
+#[derive(Args)]
+pub struct SealArgs {
+    /// The file to seal (a dataset, or a `.wasm` module: modules are sealed the same way).
+    pub path: PathBuf,
+    /// The access policy the broker applies to key requests for this object (TOML,
+    /// `docs/seal.md`); validated now. Without one, the key is released to no runtime.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Plaintext bytes per chunk (64 B to 16 MiB).
+    #[arg(long, default_value = "64KiB")]
+    pub chunk_size: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct OpenArgs {
+    /// The sealed object's CID.
+    pub cid: String,
+    /// Where the plaintext goes (written whole, then renamed: a tampered object leaves nothing).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum BrokerCmd {
+    /// The sealed objects whose keys this node's broker holds (never the keys).
+    Keys {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One keystore entry.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    version: u32,
+    /// Hex object id.
+    object: String,
+    /// The ciphertext's CID.
+    data: String,
+    /// Hex key id (commits to the key; public).
+    key_id: String,
+    /// Hex data key: the secret.
+    key: String,
+    /// The access policy's TOML text, if any.
+    policy: Option<String>,
+    plaintext_bytes: u64,
+    created_at: u64,
+}
+
+fn keys_dir(home: &Home) -> PathBuf {
+    home.dir.join("broker").join("keys")
+}
+
+fn write_entry(home: &Home, e: &KeyEntry) -> Result<()> {
+    let dir = keys_dir(home);
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).with_context(|| format!("{}", dir.display()))?;
+    let path = dir.join(format!("{}.json", e.object));
+    let tmp = dir.join(format!(".{}.json.tmp", e.object));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("{}", tmp.display()))?;
+    f.write_all(&serde_json::to_vec_pretty(e)?)?;
+    f.sync_all()?;
+    fs::rename(&tmp, &path)?;
+    fs::File::open(&dir)?.sync_all()?;
+    Ok(())
+}
+
+fn read_entry(home: &Home, object: &ObjectId) -> Result<Option<KeyEntry>> {
+    let path = keys_dir(home).join(format!("{object}.json"));
+    match fs::read(&path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("{}", path.display()))?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow!("{}: {e}", path.display())),
+    }
+}
+
+fn entry_key(e: &KeyEntry) -> Result<DataKey> {
+    // The error names the entry, never the bytes.
+    let bytes = hex::decode(&e.key).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+    bytes.map(DataKey::from_bytes).ok_or_else(|| anyhow!("keystore entry {}: the key is not 32 bytes of hex", e.object))
+}
+
+pub fn seal(home: &Home, a: SealArgs) -> Result<()> {
+    let policy = match &a.policy {
+        Some(p) => {
+            let text = fs::read_to_string(p).with_context(|| format!("--policy {}", p.display()))?;
+            AccessPolicy::load(p).map_err(|e| anyhow!("--policy {}: {e}", p.display()))?;
+            Some(text)
+        }
+        None => None,
+    };
+    let chunk_size = crate::units::parse_size(&a.chunk_size)?;
+    let chunk_size = u32::try_from(chunk_size).map_err(|_| anyhow!("--chunk-size {}: at most 16 MiB", a.chunk_size))?;
+    let meta = fs::metadata(&a.path).with_context(|| format!("{}", a.path.display()))?;
+    if !meta.is_file() {
+        bail!("{}: not a regular file; seal files one by one (or an archive of a directory)", a.path.display());
+    }
+    let file = fs::File::open(&a.path).with_context(|| format!("{}", a.path.display()))?;
+    let key = DataKey::generate();
+    let sealer = Sealer::new(&key, BufReader::with_capacity(1 << 20, file), SealOptions { chunk_size })?;
+    let header = sealer.header().clone();
+    let store = home.store()?;
+    let mut batch = store.batch()?;
+    let node = crate::import::import_reader(&Params::default(), sealer, true, &mut batch, &|_| {})
+        .map_err(|e| anyhow!("sealing {}: {e}; nothing was stored", a.path.display()))?;
+    // The key first: committed ciphertext without its key could never be opened.
+    let entry = KeyEntry {
+        version: 1,
+        object: header.object.to_string(),
+        data: node.cid.to_string(),
+        key_id: header.key_id.to_string(),
+        key: hex::encode(key.expose_secret()),
+        policy,
+        plaintext_bytes: meta.len(),
+        created_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+    };
+    write_entry(home, &entry)?;
+    batch.pin(node.cid);
+    batch.commit()?;
+    if let Err(e) = crate::node_cli::announce(home, &node.cid) {
+        eprintln!("warning: sealed and stored, but the running daemon did not announce it: {e:#}");
+    }
+    let sealed_bytes = vouch_seal::sealed_len(meta.len(), chunk_size);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "cid": entry.data, "object": entry.object, "key_id": entry.key_id,
+                "plaintext_bytes": meta.len(), "sealed_bytes": sealed_bytes,
+                "policy": entry.policy.is_some(),
+            })
+        );
+    } else {
+        println!("sealed   {} ({} bytes, {} sealed)", entry.data, meta.len(), sealed_bytes);
+        println!("object   {}", entry.object);
+        println!("key id   {}", entry.key_id);
+        println!(
+            "key      kept by this node's broker ({}), {}",
+            keys_dir(home).display(),
+            if entry.policy.is_some() {
+                "released under the policy given"
+            } else {
+                "released to no runtime (no --policy)"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Open a sealed object the local broker holds the key of.
+pub fn open(home: &Home, a: OpenArgs) -> Result<()> {
+    let cid: Cid = vouch_dag::block::parse_cid(&a.cid)?;
+    let store = home.store()?;
+    crate::node_cli::ensure_local(home, &store, &cid, std::time::Duration::from_secs(60))?;
+    // An in-process pipe, not an OS one: `vouch` keeps SIGPIPE's default action, so a write to
+    // a closed OS pipe would kill the process when the opener stops early.
+    let (reader, mut writer) = chan_pipe();
+    let out_tmp = a.output.with_file_name(format!(
+        ".{}.partial",
+        a.output.file_name().map_or_else(|| "open".into(), |n| n.to_string_lossy().into_owned())
+    ));
+    let result = std::thread::scope(|s| {
+        let store = &store;
+        let feeder = s.spawn(move || {
+            let r = vouch_dag::export::read_file(store, &cid, &mut writer);
+            drop(writer);
+            r
+        });
+        let opened = open_into(home, &cid, reader, &out_tmp);
+        let fed = feeder.join().map_err(|_| anyhow!("the reader thread panicked"))?;
+        // A store read error explains an opener error (the stream ended short): report it
+        // instead, unless it is only the pipe closing because the opener stopped first.
+        if let Err(e) = fed
+            && opened.is_err()
+            && !e.to_string().contains(PIPE_CLOSED)
+        {
+            return Err(anyhow!("{cid}: reading the sealed object from the store: {e}"));
+        }
+        opened
+    });
+    match result {
+        Ok(n) => {
+            fs::rename(&out_tmp, &a.output).with_context(|| format!("{}", a.output.display()))?;
+            println!("opened   {cid} → {} ({n} bytes, every chunk authenticated)", a.output.display());
+            Ok(())
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&out_tmp);
+            Err(e)
+        }
+    }
+}
+
+fn open_into(home: &Home, cid: &Cid, mut sealed: ChanReader, out: &Path) -> Result<u64> {
+    let header = Header::read_from(&mut sealed).map_err(|e| anyhow!("{cid}: {e}"))?;
+    let entry = read_entry(home, &header.object)?.ok_or_else(|| {
+        anyhow!(
+            "{cid}: this node's broker holds no key for sealed object {}; only its owner's broker can release it",
+            header.object
+        )
+    })?;
+    let key = entry_key(&entry)?;
+    let mut opener = Opener::after_header(&key, header, sealed).map_err(|e| anyhow!("{cid}: {e}"))?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("{}", out.display()))?;
+    let n = io::copy(&mut opener, &mut f).map_err(|e| anyhow!("{cid}: {e}; nothing was written"))?;
+    f.sync_all()?;
+    Ok(n)
+}
+
+const PIPE_CLOSED: &str = "the reader of the sealed stream stopped";
+
+/// A bounded in-process byte pipe: the writer blocks while four chunks are unread, and fails
+/// (not panics, not signals) once the reader is gone.
+fn chan_pipe() -> (ChanReader, ChanWriter) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(4);
+    (ChanReader { rx, buf: Vec::new(), pos: 0 }, ChanWriter { tx })
+}
+
+struct ChanWriter {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+impl Write for ChanWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.tx.send(data.to_vec()).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, PIPE_CLOSED))?;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct ChanReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl io::Read for ChanReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(b) => (self.buf, self.pos) = (b, 0),
+                // The writer finished (or failed: its error is reported by its side).
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+pub fn broker(home: &Home, c: BrokerCmd) -> Result<()> {
+    let BrokerCmd::Keys { json } = c;
+    let mut rows = Vec::new();
+    match fs::read_dir(keys_dir(home)) {
+        Ok(dir) => {
+            for ent in dir {
+                let path = ent?.path();
+                if path.extension().is_some_and(|e| e == "json") {
+                    let e: KeyEntry =
+                        serde_json::from_slice(&fs::read(&path)?).with_context(|| format!("{}", path.display()))?;
+                    rows.push(e);
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    rows.sort_by_key(|e| e.created_at);
+    if json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "object": e.object, "cid": e.data, "key_id": e.key_id,
+                    "plaintext_bytes": e.plaintext_bytes, "policy": e.policy.is_some(), "created_at": e.created_at,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for e in &rows {
+            let policy = if e.policy.is_some() { "policy" } else { "no policy" };
+            println!("{}  {}  {} bytes  {policy}", e.object, e.data, e.plaintext_bytes);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! `vouch seal`, `vouch open`, `vouch broker keys`: ciphertext in the store, the key only in the
+//! broker's keystore, tampering detected, bad policies refused.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::Value;
+
+use crate::{Vouch, random_bytes, repo_root};
+
+/// Every file under `dir`, recursively, as bytes.
+fn all_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn seal_json(v: &Vouch, args: &[&str]) -> Value {
+    let mut a = vec!["seal"];
+    a.extend_from_slice(args);
+    a.push("--json");
+    serde_json::from_str(&v.ok(&a)).unwrap()
+}
+
+#[test]
+fn sealed_data_is_ciphertext_in_the_store_and_opens_for_its_owner() {
+    let v = Vouch::new();
+    // Text with a distinctive marker, several chunks long.
+    let mut plain = Vec::new();
+    for i in 0..20_000 {
+        plain.extend_from_slice(format!("patient-{i:05},CONFIDENTIAL-MARKER,{}\n", i % 97).as_bytes());
+    }
+    let file = v.write("records.csv", &plain);
+    let s = seal_json(&v, &[file.to_str().unwrap()]);
+    let cid = s["cid"].as_str().unwrap().to_string();
+    assert_eq!(s["plaintext_bytes"], plain.len() as u64);
+    assert!(s["sealed_bytes"].as_u64().unwrap() > plain.len() as u64);
+
+    // The store holds only ciphertext: no trace of the marker in any file of the store.
+    for (p, bytes) in all_files(&v.home().join("store")) {
+        assert!(!contains(&bytes, b"CONFIDENTIAL-MARKER"), "plaintext in {}", p.display());
+    }
+    // The stored object is an ordinary UnixFS file starting with the sealed header.
+    let stored = v.ok_bytes(&["cat", &cid]);
+    assert_eq!(&stored[..5], b"VSEAL");
+    assert_eq!(stored.len() as u64, s["sealed_bytes"].as_u64().unwrap());
+
+    // The key lives only in the broker's keystore, 0600, and is never printed.
+    let entries = all_files(&v.home().join("broker").join("keys"));
+    assert_eq!(entries.len(), 1);
+    let (path, entry) = &entries[0];
+    assert_eq!(fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600);
+    let entry: Value = serde_json::from_slice(entry).unwrap();
+    let key_hex = entry["key"].as_str().unwrap().to_string();
+    assert_eq!(key_hex.len(), 64);
+    let listing = v.ok(&["broker", "keys", "--json"]);
+    assert!(listing.contains(&cid) && !listing.contains(&key_hex), "{listing}");
+    for (p, bytes) in all_files(&v.home().join("store")) {
+        assert!(!contains(&bytes, key_hex.as_bytes()), "the key in {}", p.display());
+        assert!(!contains(&bytes, &hex::decode(&key_hex).unwrap()), "the raw key in {}", p.display());
+    }
+
+    // The owner opens it; the bytes are the original.
+    let out = v.ok(&["open", &cid, "-o", "back.csv"]);
+    assert!(!out.contains(&key_hex), "{out}");
+    assert!(fs::read(v.path("back.csv")).unwrap() == plain, "opened bytes differ");
+}
+
+#[test]
+fn tampered_objects_are_refused_and_leave_no_plaintext() {
+    let v = Vouch::new();
+    let file = v.write("data.bin", &random_bytes(5, 300_000));
+    let cid = seal_json(&v, &[file.to_str().unwrap(), "--chunk-size", "4KiB"])["cid"].as_str().unwrap().to_string();
+    let sealed = v.ok_bytes(&["cat", &cid]);
+    let chunk = 4096 + 16;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("flipped byte", {
+            let mut b = sealed.clone();
+            b[76 + 3 * chunk + 100] ^= 1;
+            b
+        }),
+        ("dropped chunk", [&sealed[..76 + chunk], &sealed[76 + 2 * chunk..]].concat()),
+        ("reordered chunks", {
+            let mut b = sealed[..76].to_vec();
+            b.extend_from_slice(&sealed[76 + chunk..76 + 2 * chunk]);
+            b.extend_from_slice(&sealed[76..76 + chunk]);
+            b.extend_from_slice(&sealed[76 + 2 * chunk..]);
+            b
+        }),
+        ("truncated", sealed[..sealed.len() - 500].to_vec()),
+        ("appended chunk", [&sealed[..], &sealed[76..76 + chunk]].concat()),
+    ];
+    for (what, bytes) in cases {
+        let t = v.write("tampered.bin", &bytes);
+        let tcid = v.add_q(&[t.to_str().unwrap()]);
+        let e = v.err(&["open", &tcid, "-o", "out.bin"]);
+        assert!(e.contains(&tcid), "{what}: {e}");
+        assert!(!v.path("out.bin").exists(), "{what}: plaintext written despite the error");
+        let leftovers: Vec<_> = fs::read_dir(v.work()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(!leftovers.iter().any(|n| n.to_string_lossy().contains("partial")), "{what}: {leftovers:?}");
+    }
+    // Untampered, it opens.
+    v.ok(&["open", &cid, "-o", "out.bin"]);
+    assert!(fs::read(v.path("out.bin")).unwrap() == random_bytes(5, 300_000));
+}
+
+#[test]
+fn open_without_the_key_or_of_plain_data_says_why() {
+    let owner = Vouch::new();
+    let file = owner.write("m.wasm", &fs::read(repo_root().join("guests/wasm/echo_args.wasm")).unwrap());
+    let cid = seal_json(&owner, &[file.to_str().unwrap()])["cid"].as_str().unwrap().to_string();
+    owner.ok(&["car", "export", &cid, "-o", "sealed.car"]);
+
+    // Another node gets the ciphertext, not the key.
+    let other = Vouch::new();
+    other.ok(&["car", "import", owner.path("sealed.car").to_str().unwrap()]);
+    let e = other.err(&["open", &cid, "-o", "m.wasm"]);
+    assert!(e.contains("holds no key"), "{e}");
+    let plain = other.add_q(&[repo_root().join("README.md").to_str().unwrap()]);
+    let e = other.err(&["open", &plain, "-o", "x"]);
+    assert!(e.contains("VSEAL"), "{e}");
+}
+
+#[test]
+fn a_bad_policy_is_refused_with_its_reason_and_nothing_is_stored() {
+    let v = Vouch::new();
+    let file = v.write("d.csv", b"a,b\n1,2\n");
+    let before = v.snapshot();
+    let policy = v.write("p.toml", b"[modules]\nallow = []\n[evidence]\nrequire = [\"none\"]\n");
+    let e = v.err(&["seal", file.to_str().unwrap(), "--policy", policy.to_str().unwrap()]);
+    assert!(e.contains("p.toml"), "{e}");
+    assert_eq!(v.snapshot(), before);
+    assert!(!v.home().join("broker").join("keys").exists() || all_files(&v.home().join("broker")).is_empty());
+
+    // A good one is accepted and recorded.
+    let good = v.write(
+        "good.toml",
+        format!(
+            "[modules]\nallow = [\"bafkreibme22gw2h7y2h7tg2fhqotaqjucnbc24deqo72b6mkl2egezxhvy\"]\n\
+             [evidence]\nrequire = [\"none\"]\nallow_insecure = true\n\
+             [results]\nrecipients = [\"{}\"]\nmax_output_bytes = 1048576\n",
+            "11".repeat(32)
+        )
+        .as_bytes(),
+    );
+    let s = seal_json(&v, &[file.to_str().unwrap(), "--policy", good.to_str().unwrap()]);
+    assert_eq!(s["policy"], true);
+}
