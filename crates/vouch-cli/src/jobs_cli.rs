@@ -96,7 +96,15 @@ pub struct RunArgs {
 
 /// The module's CID and argv[0]. A file is imported into a batch the caller commits once the
 /// rest of the job is valid, so a rejected command leaves the store as it was.
-fn store_module<'s>(store: &'s Store, module: &str) -> Result<(Cid, String, Option<Batch<'s>>)> {
+/// A module named by CID must be complete here for a local run (fetched through a running
+/// daemon if need be); a remote node fetches it itself.
+fn store_module<'s>(
+    home: &Home,
+    store: &'s Store,
+    module: &str,
+    remote: bool,
+    fetch_timeout: std::time::Duration,
+) -> Result<(Cid, String, Option<Batch<'s>>)> {
     let path = Path::new(module);
     if path.exists() {
         let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
@@ -106,7 +114,9 @@ fn store_module<'s>(store: &'s Store, module: &str) -> Result<(Cid, String, Opti
         return Ok((cid, name, Some(batch)));
     }
     let cid = parse_cid(module).with_context(|| format!("{module:?} is neither a file nor a CID"))?;
-    store.check_complete(&cid).with_context(|| format!("module {cid}"))?;
+    if !remote {
+        have_locally(home, store, &cid, &format!("module {cid}"), fetch_timeout)?;
+    }
     Ok((cid, format!("{cid}.wasm"), None))
 }
 
@@ -195,14 +205,29 @@ fn import_file_memo(store: &Store, batch: &mut Batch<'_>, params: &Params, path:
     Ok(node)
 }
 
+/// Check that the DAG under `cid` is complete in `store`; when its root is missing and a
+/// daemon runs, have the daemon fetch it from its peers first (as `vouch cat` does).
+fn have_locally(home: &Home, store: &Store, cid: &Cid, what: &str, timeout: std::time::Duration) -> Result<()> {
+    if store.check_complete(cid).is_ok() {
+        return Ok(());
+    }
+    if !store.has(cid)? && crate::node_cli::running_daemon(home).is_some() {
+        crate::node_cli::ensure_local(home, store, cid, timeout).with_context(|| what.to_string())?;
+    }
+    store.check_complete(cid).with_context(|| what.to_string())?;
+    Ok(())
+}
+
 /// Build the job spec these flags describe.
-pub fn spec_from_args(store: &Store, a: &RunArgs) -> Result<JobSpec> {
+pub fn spec_from_args(home: &Home, store: &Store, a: &RunArgs) -> Result<JobSpec> {
+    let fetch_timeout = parse_duration(&a.fetch_timeout).context("--fetch-timeout")?;
     let (module, argv0, module_batch, python) = if let Some(script) = &a.python {
         let (module, lib, script_cid, batch) = store_python(store, a, script)?;
         (module, PYTHON_ARGV0.to_string(), Some(batch), Some((lib, script_cid)))
     } else {
         let m = a.module.as_deref().context("a MODULE or --python SCRIPT is required")?;
-        let (module, argv0, batch) = store_module(store, m)?;
+        let remote = a.node.is_some() || a.near.is_some();
+        let (module, argv0, batch) = store_module(home, store, m, remote, fetch_timeout)?;
         (module, argv0, batch, None)
     };
     let mut spec = JobSpec::new(module);
@@ -215,7 +240,7 @@ pub fn spec_from_args(store: &Store, a: &RunArgs) -> Result<JobSpec> {
         vouch_dag::dir::check_name(&name).with_context(|| format!("--input {input}"))?;
         // A job sent to another node may name inputs only that node holds.
         if a.node.is_none() && a.near.is_none() {
-            store.check_complete(&cid).with_context(|| format!("input {name}"))?;
+            have_locally(home, store, &cid, &format!("input {name}"), fetch_timeout)?;
         }
         if spec.inputs.insert(name.clone(), cid).is_some() {
             bail!("--input: the name {name:?} is used twice");
@@ -253,7 +278,7 @@ pub fn spec_from_args(store: &Store, a: &RunArgs) -> Result<JobSpec> {
 
 pub fn run(home: &Home, a: RunArgs) -> Result<()> {
     let store = home.store()?;
-    let spec = spec_from_args(&store, &a)?;
+    let spec = spec_from_args(home, &store, &a)?;
     let job_cid = spec.cid();
     let target = match (&a.node, &a.near) {
         (Some(addr), _) => Some(crate::node_cli::Target::Node(

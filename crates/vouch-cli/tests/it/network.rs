@@ -348,3 +348,20 @@ fn every_route_the_openapi_document_lists_is_served() {
         }
     }
 }
+
+#[test]
+fn a_local_run_fetches_missing_inputs_through_the_running_daemon() {
+    let a = Daemon::start(&[]);
+    let b = Daemon::start(&[&a.addr]);
+    let data = a.v.add_q(&[&patients_csv()]);
+    assert!(!has_block(&b.v, &data));
+    let input = format!("{data}:patients.csv");
+    let (code, j, stderr) = run_json(&b.v, &[&guest("clinical_summary"), "--input", &input]);
+    assert_eq!(code, 0, "{j}\n{stderr}");
+    assert_eq!(j["ran_on"], Value::Null, "a local run");
+    assert!(has_block(&b.v, &data), "the input was fetched into b's store");
+    // Without a daemon, a missing input is an error naming it.
+    let lone = Vouch::new();
+    let e = lone.err(&["run", &guest("clinical_summary"), "--input", &input]);
+    assert!(e.contains("patients.csv") && e.contains("not in the store"), "{e}");
+}
