@@ -251,7 +251,11 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Write the UnixFS object `cid` at `dest`. Names from the DAG are checked (no '/', '.', '..')
 /// and files are created with O_EXCL, so a hostile DAG cannot write outside `dest`.
-pub fn write_tree(store: &Store, cid: &Cid, dest: &Path) -> Result<()> {
+pub fn write_tree<B>(store: &B, cid: &Cid, dest: &Path) -> Result<()>
+where
+    B: vouch_dag::BlockSource,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let mut stack = vec![(*cid, dest.to_path_buf())];
     while let Some((c, path)) = stack.pop() {
         match export::stat(store, &c)? {

@@ -293,16 +293,33 @@ pub fn run_job(
     let (outcome, usage, stdout, stderr, outputs_dir) = run_in_sandbox(store, sandbox, spec, &job, scratch)?;
 
     let params = Params::default();
+    // With a recipient, every result is sealed to it before it reaches the store.
+    let recipient = match spec.recipient.as_deref() {
+        Some(r) => Some(vouch_seal::HpkePublicKey::from_slice("the job's recipient", r)?),
+        None => None,
+    };
     let output = match (&outcome, outputs_dir) {
         (Outcome::OutputLimit | Outcome::Rejected { .. }, _) | (_, None) => None,
         (_, Some(dir)) => {
             let empty = std::fs::read_dir(&dir)?.next().is_none();
             // Nothing written: the empty directory, and nothing to clear before the next job.
             scratch.outputs_dirty = !empty;
-            Some(if empty {
-                vouch_dag::dir::directory(&params, Vec::new(), &mut *batch)?.cid
-            } else {
-                import_outputs(&params, &dir, batch)?
+            Some(match &recipient {
+                None if empty => vouch_dag::dir::directory(&params, Vec::new(), &mut *batch)?.cid,
+                None => import_outputs(&params, &dir, batch)?,
+                Some(to) => {
+                    // The plaintext DAG in memory only, as one CARv1, sealed as one object.
+                    let mut plain = vouch_dag::MemoryBlocks::default();
+                    let root = if empty {
+                        vouch_dag::dir::directory(&params, Vec::new(), &mut plain)?.cid
+                    } else {
+                        import_outputs(&params, &dir, &mut plain)?
+                    };
+                    let mut car = vouch_dag::car::CarWriter::new(Vec::new(), &[root])?;
+                    vouch_dag::car::walk_dag(&plain, &root, |c, d| vouch_dag::BlockSink::put(&mut car, c, d))?;
+                    let car = car.finish()?;
+                    seal_to(to, &job, &car, &params, batch)?
+                }
             })
         }
     };
@@ -310,7 +327,10 @@ pub fn run_job(
         if bytes.is_empty() {
             return Ok(None);
         }
-        Ok(Some(import_bytes(&params, bytes, &mut *batch)?.cid))
+        Ok(Some(match &recipient {
+            None => import_bytes(&params, bytes, &mut *batch)?.cid,
+            Some(to) => seal_to(to, &job, bytes, &params, batch)?,
+        }))
     };
     let stdout_cid = store_stream(&stdout)?;
     let stderr_cid = store_stream(&stderr)?;
@@ -336,7 +356,23 @@ pub fn run_job(
     batch.put(&job, &spec_bytes)?;
     batch.put(&receipt_cid, &bytes)?;
     batch.pin(receipt_cid);
+    // A sealed job's stdout is for its recipient only: the node does not hand it out.
+    let stdout = if recipient.is_some() { Vec::new() } else { stdout };
     Ok(Executed { receipt_cid, receipt, stdout })
+}
+
+/// `plaintext` sealed to `recipient` for `job` (`vouch_seal::seal_result`) and imported as an
+/// ordinary UnixFS file: its CID.
+fn seal_to(
+    recipient: &vouch_seal::HpkePublicKey,
+    job: &Cid,
+    plaintext: &[u8],
+    params: &Params,
+    batch: &mut Batch<'_>,
+) -> Result<Cid> {
+    let mut sealed = Vec::with_capacity(plaintext.len() + plaintext.len() / 1024 + 256);
+    vouch_seal::seal_result(recipient, job, plaintext, &mut sealed, vouch_seal::SealOptions::default())?;
+    Ok(import_bytes(params, &sealed, batch)?.cid)
 }
 
 /// Record a committed receipt as the answer to its job on this node (deterministic jobs only:
@@ -461,11 +497,15 @@ fn run_in_sandbox(
 
 /// Import `/outputs` as a UnixFS directory: every entry (hidden ones too), symlinks stored as
 /// symlinks and never followed.
-fn import_outputs(params: &Params, dir: &Path, batch: &mut Batch<'_>) -> Result<Cid> {
+fn import_outputs<S>(params: &Params, dir: &Path, sink: &mut S) -> Result<Cid>
+where
+    S: vouch_dag::BlockSink,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
     let mut adder = Adder {
         params: params.clone(),
         walk: WalkOptions { recursive: true, hidden: true },
-        sink: batch,
+        sink,
         on_added: &mut |_| {},
         progress: &|_| {},
     };

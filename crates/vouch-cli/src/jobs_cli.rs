@@ -75,6 +75,11 @@ pub struct RunArgs {
     /// so the verifier knows it is not replayed. Implies --no-cache.
     #[arg(long, value_name = "HEX")]
     pub nonce: Option<String>,
+    /// Seal every result (outputs, stdout, stderr) to this X25519 public key (64 hex; `vouch
+    /// keygen` makes one) inside the runtime: the store and this terminal see only ciphertext,
+    /// and `vouch open RESULT --key FILE` decrypts for the recipient.
+    #[arg(long, value_name = "HEX")]
+    pub recipient: Option<String>,
     /// Run on another node instead of this one (a multiaddr, e.g. /ip4/127.0.0.1/tcp/4002/p2p/12D3…).
     /// Inputs may be CIDs only that node holds; the module and anything it lacks it fetches from
     /// this machine over bitswap. The receipt it returns is verified before success is printed.
@@ -269,6 +274,10 @@ pub fn spec_from_args(home: &Home, store: &Store, a: &RunArgs) -> Result<JobSpec
         u64::try_from(parse_duration(&a.timeout).context("--timeout")?.as_millis()).unwrap_or(u64::MAX);
     spec.limits.output_bytes = parse_size(&a.max_output).context("--max-output")?;
     spec.deterministic = !a.nondeterministic;
+    if let Some(r) = &a.recipient {
+        let key = r.trim().parse::<vouch_seal::HpkePublicKey>().map_err(|e| anyhow::anyhow!("--recipient: {e}"))?;
+        spec.recipient = Some(key.0.to_vec());
+    }
     spec.validate()?;
     if let Some(batch) = module_batch {
         batch.commit()?;
@@ -373,6 +382,9 @@ fn read_stream(store: &Store, cid: Option<Cid>) -> Result<Vec<u8>> {
 
 /// Print what a run produced; `ran_on` names the peer that ran it when it was not this node.
 fn print_run(r: &JobResult, stdout: &[u8], json: bool, ran_on: Option<&str>) -> Result<()> {
+    // A sealed job's streams are ciphertext for its recipient: never shown here.
+    let sealed = r.receipt.body.spec.recipient.is_some();
+    let stdout: &[u8] = if sealed { b"" } else { stdout };
     let b = &r.receipt.body;
     let opt = |c: Option<Cid>| c.map_or_else(|| "-".to_string(), |c| c.to_string());
     let mut out = std::io::stdout().lock();
@@ -400,6 +412,9 @@ fn print_run(r: &JobResult, stdout: &[u8], json: bool, ran_on: Option<&str>) -> 
     writeln!(out, "receipt  {}", r.receipt_cid)?;
     if let Some(peer) = ran_on {
         writeln!(out, "ran on   {peer} (receipt verified)")?;
+    }
+    if sealed {
+        writeln!(out, "sealed   every result is sealed to the recipient: `vouch open CID --key FILE -o OUT`")?;
     }
     if !stdout.is_empty() {
         writeln!(out, "--- stdout ---")?;
@@ -536,6 +551,9 @@ fn print_receipt(r: &Receipt) {
     println!("outcome   {}", b.outcome);
     println!("output    {}", opt(b.output));
     println!("stdout    {}   stderr {}", opt(b.stdout), opt(b.stderr));
+    if let Some(r) = &b.spec.recipient {
+        println!("recipient {} (every result sealed to it in the runtime)", hex::encode(r));
+    }
     println!("usage     {}", usage_line(&b.usage));
     println!(
         "runtime   vouch {}, wasmtime {}, engine {}",

@@ -93,8 +93,11 @@ enum Command {
     /// Seal a file (data or a .wasm module) into the store as ciphertext; the key stays with
     /// this node's broker under the access policy given.
     Seal(seal_cli::SealArgs),
-    /// Open a sealed object whose key this node's broker holds.
+    /// Open a sealed object whose key this node's broker holds, or a sealed result with its
+    /// recipient's key.
     Open(seal_cli::OpenArgs),
+    /// Make a recipient key pair (X25519) for `vouch run --recipient`.
+    Keygen(seal_cli::KeygenArgs),
     /// This node's key broker.
     #[command(subcommand)]
     Broker(seal_cli::BrokerCmd),
@@ -146,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(a) => node_cli::config(&home, a),
         Command::Seal(a) => seal_cli::seal(&home, a),
         Command::Open(a) => seal_cli::open(&home, a),
+        Command::Keygen(a) => seal_cli::keygen(a),
         Command::Broker(c) => seal_cli::broker(&home, c),
         Command::Demo => demo::run(&home),
         Command::Bench(b) => bench::run(b),

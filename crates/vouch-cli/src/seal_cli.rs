@@ -37,9 +37,19 @@ pub struct SealArgs {
 }
 
 #[derive(Args)]
+pub struct KeygenArgs {
+    /// Where the secret key goes (hex, created 0600; refused if the file exists).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(Args)]
 pub struct OpenArgs {
-    /// The sealed object's CID.
+    /// The sealed object's or sealed result's CID.
     pub cid: String,
+    /// A sealed result's recipient key (the file `vouch keygen` wrote).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
     /// Where the plaintext goes (written whole, then renamed: a tampered object leaves nothing).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -197,7 +207,7 @@ pub fn open(home: &Home, a: OpenArgs) -> Result<()> {
             drop(writer);
             r
         });
-        let opened = open_into(home, &cid, reader, &out_tmp);
+        let opened = open_into(home, a.key.as_deref(), &cid, reader, &out_tmp);
         let fed = feeder.join().map_err(|_| anyhow!("the reader thread panicked"))?;
         // A store read error explains an opener error (the stream ended short): report it
         // instead, unless it is only the pipe closing because the opener stopped first.
@@ -210,19 +220,42 @@ pub fn open(home: &Home, a: OpenArgs) -> Result<()> {
         opened
     });
     match result {
-        Ok(n) => {
+        Ok(what) => {
             fs::rename(&out_tmp, &a.output).with_context(|| format!("{}", a.output.display()))?;
-            println!("opened   {cid} → {} ({n} bytes, every chunk authenticated)", a.output.display());
+            println!("opened   {cid} → {} ({what}, every chunk authenticated)", a.output.display());
             Ok(())
         }
         Err(e) => {
             let _ = fs::remove_file(&out_tmp);
+            let _ = fs::remove_dir_all(&out_tmp);
             Err(e)
         }
     }
 }
 
-fn open_into(home: &Home, cid: &Cid, mut sealed: ChanReader, out: &Path) -> Result<u64> {
+/// Open what arrives on `sealed` into `out`: a sealed object (`VSEAL`, key from this node's
+/// broker) or a sealed result (`VSENV`, the recipient's `key_file`). A result that is an
+/// outputs archive (a CARv1 of a UnixFS directory) becomes a directory tree; anything else a
+/// file. Returns what was written, for the message.
+fn open_into(home: &Home, key_file: Option<&Path>, cid: &Cid, mut sealed: ChanReader, out: &Path) -> Result<String> {
+    let mut magic = [0u8; 5];
+    io::Read::read_exact(&mut sealed, &mut magic).map_err(|_| anyhow!("{cid}: too short to be sealed"))?;
+    let mut sealed = io::Read::chain(&magic[..], sealed);
+    if &magic == vouch_seal::result::ENVELOPE_MAGIC {
+        let path = key_file.ok_or_else(|| {
+            anyhow!("{cid} is a sealed result: give its recipient's key with --key FILE (from `vouch keygen`)")
+        })?;
+        let secret = read_secret(path)?;
+        let mut plain = Vec::new();
+        let (job, _) = vouch_seal::open_result(&secret, &mut sealed, &mut plain).map_err(|e| anyhow!("{cid}: {e}"))?;
+        if let Some(blocks) = outputs_archive(&plain) {
+            let (root, blocks) = blocks;
+            crate::commands::write_tree(&blocks, &root, out)?;
+            return Ok(format!("the outputs of job {job}, directory {root}"));
+        }
+        write_private(out, &plain)?;
+        return Ok(format!("{} bytes of a result of job {job}", plain.len()));
+    }
     let header = Header::read_from(&mut sealed).map_err(|e| anyhow!("{cid}: {e}"))?;
     let entry = read_entry(home, &header.object)?.ok_or_else(|| {
         anyhow!(
@@ -241,7 +274,52 @@ fn open_into(home: &Home, cid: &Cid, mut sealed: ChanReader, out: &Path) -> Resu
         .with_context(|| format!("{}", out.display()))?;
     let n = io::copy(&mut opener, &mut f).map_err(|e| anyhow!("{cid}: {e}; nothing was written"))?;
     f.sync_all()?;
-    Ok(n)
+    Ok(format!("{n} bytes"))
+}
+
+/// The outputs archive `vouch run --recipient` seals: a CARv1 with one root, every block
+/// hash-checked, the root a UnixFS directory whose DAG is complete.
+fn outputs_archive(bytes: &[u8]) -> Option<(Cid, vouch_dag::MemoryBlocks)> {
+    let mut r = vouch_dag::car::CarReader::new(bytes).ok()?;
+    let [root] = r.roots()[..] else { return None };
+    let mut blocks = vouch_dag::MemoryBlocks::default();
+    while let Some((c, d)) = r.next_block().ok()? {
+        vouch_dag::BlockSink::put(&mut blocks, &c, &d).ok()?;
+    }
+    vouch_dag::car::walk_dag(&blocks, &root, |_, _| Ok::<(), vouch_dag::DagError>(())).ok()?;
+    match vouch_dag::export::stat(&blocks, &root).ok()? {
+        vouch_dag::export::Kind::Directory | vouch_dag::export::Kind::ShardedDirectory => Some((root, blocks)),
+        _ => None,
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("{}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn read_secret(path: &Path) -> Result<vouch_seal::HpkeSecretKey> {
+    let text = fs::read_to_string(path).with_context(|| format!("--key {}", path.display()))?;
+    // The error names the file, never its content.
+    let bytes = hex::decode(text.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+    let bytes = bytes.ok_or_else(|| anyhow!("--key {}: not a key file (64 hex digits)", path.display()))?;
+    vouch_seal::HpkeSecretKey::from_bytes(&bytes).map_err(|e| anyhow!("--key {}: {e}", path.display()))
+}
+
+/// `vouch keygen`: a recipient key pair for sealed results.
+pub fn keygen(a: KeygenArgs) -> Result<()> {
+    let secret = vouch_seal::HpkeSecretKey::generate();
+    write_private(&a.output, hex::encode(*secret.expose_secret()).as_bytes())?;
+    println!("public   {}", secret.public());
+    println!("secret   written to {} (0600); give `vouch run --recipient` the public key", a.output.display());
+    Ok(())
 }
 
 const PIPE_CLOSED: &str = "the reader of the sealed stream stopped";

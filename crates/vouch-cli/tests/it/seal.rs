@@ -160,3 +160,69 @@ fn a_bad_policy_is_refused_with_its_reason_and_nothing_is_stored() {
     let s = seal_json(&v, &[file.to_str().unwrap(), "--policy", good.to_str().unwrap()]);
     assert_eq!(s["policy"], true);
 }
+
+fn run_json(v: &Vouch, args: &[&str]) -> Value {
+    let mut a = vec!["run"];
+    a.extend_from_slice(args);
+    a.push("--json");
+    serde_json::from_str(&v.ok(&a)).unwrap()
+}
+
+#[test]
+fn results_sealed_to_a_recipient_leave_the_runtime_as_ciphertext_and_open_with_its_key() {
+    let csv = repo_root().join("examples/clinical/patients.csv");
+    let module = repo_root().join("guests/wasm/clinical_summary.wasm");
+    let (csv, module) = (csv.to_str().unwrap(), module.to_str().unwrap());
+    // The same job in the clear, on another node: what the recipient must get back.
+    let clear = Vouch::new();
+    let d = clear.add_q(&[csv]);
+    let input = format!("{d}:patients.csv");
+    let plain = run_json(&clear, &[module, "--input", &input]);
+    let plain_output = plain["output"].as_str().unwrap().to_string();
+    let plain_stdout = plain["stdout_text"].as_str().unwrap().to_string();
+    assert!(plain_stdout.contains("2000 patients"), "{plain_stdout}");
+
+    let node = Vouch::new();
+    node.add_q(&[csv]);
+    let keygen = node.ok(&["keygen", "-o", "lab.key"]);
+    let public = keygen.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
+    assert_eq!(fs::metadata(node.path("lab.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    let secret = fs::read_to_string(node.path("lab.key")).unwrap();
+    assert!(!keygen.contains(secret.trim()), "keygen printed the secret");
+
+    let sealed = run_json(&node, &[module, "--input", &input, "--recipient", &public]);
+    assert_eq!(sealed["stdout_text"], "", "the node showed a sealed job's stdout");
+    let output = sealed["output"].as_str().unwrap().to_string();
+    let stdout = sealed["stdout"].as_str().unwrap().to_string();
+    assert_ne!(output, plain_output);
+    assert_eq!(&node.ok_bytes(&["cat", &output])[..5], b"VSENV");
+    // Neither the summary nor its stdout is anywhere in the node's store.
+    let summary = clear.ok_bytes(&["cat", &format!("{plain_output}/summary.csv")]);
+    for (p, bytes) in all_files(&node.home().join("store")) {
+        assert!(!contains(&bytes, &summary[..64]), "plaintext output in {}", p.display());
+        assert!(!contains(&bytes, plain_stdout.lines().next().unwrap().as_bytes()), "stdout in {}", p.display());
+    }
+    // The receipt names the recipient and verifies.
+    let receipt = sealed["receipt"].as_str().unwrap();
+    let shown = node.ok(&["receipt", "show", receipt]);
+    assert!(shown.contains(&format!("recipient {public}")), "{shown}");
+    node.ok(&["receipt", "export", receipt, "-o", "r.car"]);
+    node.ok(&["verify", node.path("r.car").to_str().unwrap(), "--allow-insecure"]);
+
+    // The recipient opens the outputs: the very directory the clear run produced.
+    let opened = node.ok(&["open", &output, "--key", "lab.key", "-o", "results"]);
+    assert!(opened.contains(&plain_output), "{opened}");
+    assert!(fs::read(node.path("results/summary.csv")).unwrap() == summary);
+    node.ok(&["open", &stdout, "--key", "lab.key", "-o", "stdout.txt"]);
+    assert_eq!(fs::read_to_string(node.path("stdout.txt")).unwrap(), plain_stdout);
+
+    // Without the key, or with another, nothing opens and nothing is written.
+    let e = node.err(&["open", &output, "-o", "x"]);
+    assert!(e.contains("--key"), "{e}");
+    node.ok(&["keygen", "-o", "other.key"]);
+    let e = node.err(&["open", &output, "--key", "other.key", "-o", "x"]);
+    assert!(e.contains("not to this key"), "{e}");
+    assert!(!node.path("x").exists());
+    let e = node.err(&["run", module, "--input", &input, "--recipient", "abcd"]);
+    assert!(e.contains("--recipient"), "{e}");
+}
