@@ -287,10 +287,25 @@ pub fn run_job(
     scratch: &mut Scratch,
     batch: &mut Batch<'_>,
 ) -> Result<Executed> {
+    run_job_with_keys(store, sandbox, key, evidence, spec, scratch, batch, &Released::new())
+}
+
+/// [`run_job`] with sealed inputs opened by the released `keys`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_job_with_keys(
+    store: &Store,
+    sandbox: &Sandbox,
+    key: &SigningKey,
+    evidence: &Evidence,
+    spec: &JobSpec,
+    scratch: &mut Scratch,
+    batch: &mut Batch<'_>,
+    keys: &Released,
+) -> Result<Executed> {
     let spec_bytes = spec.encode();
     let job = vouch_dag::block::cid_of(vouch_dag::block::DAG_CBOR, &spec_bytes, false);
     scratch.reset()?;
-    let (outcome, usage, stdout, stderr, outputs_dir) = run_in_sandbox(store, sandbox, spec, &job, scratch)?;
+    let (outcome, usage, stdout, stderr, outputs_dir) = run_in_sandbox(store, sandbox, spec, &job, scratch, keys)?;
 
     let params = Params::default();
     // With a recipient, every result is sealed to it before it reaches the store.
@@ -395,10 +410,27 @@ pub fn execute(
     attest: &Attest,
     spec: &JobSpec,
 ) -> Result<JobResult> {
+    execute_with_keys(home, store, sandbox, key, attest, spec, &Released::new())
+}
+
+/// Data keys released to this runtime for sealed inputs, by input CID.
+pub type Released = std::collections::HashMap<Cid, vouch_seal::DataKey>;
+
+/// [`execute`], with the sealed inputs in `keys` decrypted inside the runtime: the store keeps
+/// only their ciphertext.
+pub fn execute_with_keys(
+    home: &Home,
+    store: &Store,
+    sandbox: &Sandbox,
+    key: &SigningKey,
+    attest: &Attest,
+    spec: &JobSpec,
+    keys: &Released,
+) -> Result<JobResult> {
     let mut scratch = Scratch::new()?;
     let mut batch = store.batch()?;
     let evidence = attest.evidence(home, store, key, &mut batch)?;
-    let e = run_job(store, sandbox, key, &evidence, spec, &mut scratch, &mut batch)?;
+    let e = run_job_with_keys(store, sandbox, key, &evidence, spec, &mut scratch, &mut batch, keys)?;
     batch.commit()?;
     remember_executed(home, &e)?;
     Ok(JobResult { receipt_cid: e.receipt_cid, receipt: e.receipt, cached: false, stdout: e.stdout })
@@ -412,6 +444,7 @@ fn run_in_sandbox(
     spec: &JobSpec,
     job: &Cid,
     scratch: &mut Scratch,
+    keys: &Released,
 ) -> Result<SandboxRun> {
     let no_usage = Usage { fuel_consumed: None, wall_time_ns: 0, peak_memory_bytes: 0 };
     // The module's CID names its bytes, so a cached compile needs no read of them (for the
@@ -438,7 +471,13 @@ fn run_in_sandbox(
     let inputs = scratch.path("inputs");
     scratch.dirty |= !spec.inputs.is_empty() || !spec.mounts.is_empty();
     for (name, cid) in &spec.inputs {
-        write_tree(store, cid, &inputs.join(name)).with_context(|| format!("mounting input {name} ({cid})"))?;
+        match keys.get(cid) {
+            Some(key) => crate::seal_cli::open_sealed_file(store, cid, key, &inputs.join(name))
+                .with_context(|| format!("opening sealed input {name} ({cid})"))?,
+            None => {
+                write_tree(store, cid, &inputs.join(name)).with_context(|| format!("mounting input {name} ({cid})"))?
+            }
+        }
     }
     let mut runtime_dirs = Vec::new();
     let mounts = scratch.path("mounts");

@@ -322,7 +322,10 @@ pub fn run(home: &Home, a: RunArgs) -> Result<()> {
         }
         _ => {
             let sandbox = job::sandbox(home)?;
-            job::execute(home, &store, &sandbox, &home.identity()?, &attest, &spec)?
+            let key = home.identity()?;
+            // Sealed inputs: their keys from this node's broker, or a refusal naming the rule.
+            let keys = crate::seal_cli::release_local(home, &store, &spec, &attest, &key)?;
+            job::execute_with_keys(home, &store, &sandbox, &key, &attest, &spec, &keys)?
         }
     };
     let stdout = if result.cached { read_stream(&store, result.receipt.body.stdout)? } else { result.stdout.clone() };

@@ -57,6 +57,11 @@ pub struct OpenArgs {
 
 #[derive(Subcommand)]
 pub enum BrokerCmd {
+    /// The broker's audit log: every key-release decision, the hash chain checked.
+    Log {
+        #[arg(long)]
+        json: bool,
+    },
     /// The sealed objects whose keys this node's broker holds (never the keys).
     Keys {
         #[arg(long)]
@@ -367,8 +372,15 @@ impl io::Read for ChanReader {
     }
 }
 
+fn audit_path(home: &Home) -> PathBuf {
+    home.dir.join("broker").join("audit.log")
+}
+
 pub fn broker(home: &Home, c: BrokerCmd) -> Result<()> {
-    let BrokerCmd::Keys { json } = c;
+    let json = match c {
+        BrokerCmd::Keys { json } => json,
+        BrokerCmd::Log { json } => return broker_log(home, json),
+    };
     let mut rows = Vec::new();
     match fs::read_dir(keys_dir(home)) {
         Ok(dir) => {
@@ -403,4 +415,191 @@ pub fn broker(home: &Home, c: BrokerCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn broker_log(home: &Home, json: bool) -> Result<()> {
+    let path = audit_path(home);
+    let file = match fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if !json {
+                println!("no decisions yet ({})", path.display());
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(anyhow!("{}: {e}", path.display())),
+    };
+    let mut out = io::stdout().lock();
+    let mut failed = None;
+    let (n, _) = vouch_seal::audit::verify(BufReader::new(file), |e| {
+        let r = if json {
+            serde_json::to_string(&e).map_err(io::Error::other).and_then(|l| writeln!(out, "{l}"))
+        } else {
+            let why = e.rule.as_deref().map_or_else(String::new, |r| {
+                format!(
+                    "  rule {r}: expected {}, found {}",
+                    e.expected.as_deref().unwrap_or("-"),
+                    e.found.as_deref().unwrap_or("-")
+                )
+            });
+            writeln!(
+                out,
+                "{:>4} {} {:<8} job {} object {} ({}){why}",
+                e.seq, e.time, e.decision, e.job, e.object, e.technology
+            )
+        };
+        if let Err(err) = r {
+            failed.get_or_insert(err);
+        }
+    })
+    .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    if !json {
+        writeln!(out, "{n} decisions, hash chain intact")?;
+    }
+    Ok(())
+}
+
+/// The sealed-object header at the start of the UnixFS file `cid`, if it is one.
+pub fn sealed_header(store: &vouch_store::Store, cid: &Cid) -> Result<Option<Header>> {
+    if !matches!(vouch_dag::export::stat(store, cid)?, vouch_dag::export::Kind::File { .. }) {
+        return Ok(None);
+    }
+    /// Keeps the first bytes, then stops the read.
+    struct Head(Vec<u8>);
+    impl Write for Head {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let want = vouch_seal::stream::HEADER_LEN - self.0.len();
+            self.0.extend_from_slice(&b[..b.len().min(want)]);
+            if self.0.len() == vouch_seal::stream::HEADER_LEN {
+                return Err(io::Error::other("header read"));
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut head = Head(Vec::with_capacity(vouch_seal::stream::HEADER_LEN));
+    let read = vouch_dag::export::read_file(store, cid, &mut head);
+    let Ok(raw) = <[u8; vouch_seal::stream::HEADER_LEN]>::try_from(head.0.as_slice()) else {
+        read?;
+        return Ok(None);
+    };
+    if &raw[..5] != b"VSEAL" {
+        return Ok(None);
+    }
+    Ok(Some(Header::parse(&raw).map_err(|e| anyhow!("{cid}: {e}"))?))
+}
+
+/// Decrypt the sealed file `cid` with `key` into a new file `dest`, streaming, every chunk
+/// authenticated; on failure `dest` is removed.
+pub fn open_sealed_file(store: &vouch_store::Store, cid: &Cid, key: &DataKey, dest: &Path) -> Result<()> {
+    let (reader, mut writer) = chan_pipe();
+    let result = std::thread::scope(|s| {
+        let feeder = s.spawn(move || {
+            let r = vouch_dag::export::read_file(store, cid, &mut writer);
+            drop(writer);
+            r
+        });
+        let opened = (|| -> Result<u64> {
+            let mut opener = Opener::new(key, reader).map_err(|e| anyhow!("{cid}: {e}"))?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dest)
+                .with_context(|| format!("{}", dest.display()))?;
+            io::copy(&mut opener, &mut f).map_err(|e| anyhow!("{cid}: {e}"))
+        })();
+        let fed = feeder.join().map_err(|_| anyhow!("the reader thread panicked"))?;
+        if let Err(e) = fed
+            && opened.is_err()
+            && !e.to_string().contains(PIPE_CLOSED)
+        {
+            return Err(anyhow!("{cid}: reading the sealed object from the store: {e}"));
+        }
+        opened.map(drop)
+    });
+    if result.is_err() {
+        let _ = fs::remove_file(dest);
+    }
+    result
+}
+
+/// Keys for the sealed inputs of `spec` from this node's own broker (the data owner computing
+/// on its own data): the whole decision a remote runtime's request gets — a single-use
+/// challenge, fresh evidence from this node binding a fresh ephemeral HPKE key, the job and
+/// the challenge, appraisal, the owner's access policy — logged in the audit log, the key
+/// wrapped to the ephemeral key and unwrapped here. A refusal is an error naming the rule.
+pub fn release_local(
+    home: &Home,
+    store: &vouch_store::Store,
+    spec: &vouch_receipt::JobSpec,
+    attest: &crate::job::Attest,
+    node_key: &ed25519_dalek::SigningKey,
+) -> Result<crate::job::Released> {
+    use vouch_seal::broker::{Broker, Decision, JobView, KeyRequest, request_nonce};
+    let mut released = crate::job::Released::new();
+    let job = spec.cid();
+    for (name, cid) in &spec.inputs {
+        let Some(header) = sealed_header(store, cid)? else { continue };
+        let object = header.object;
+        let entry = read_entry(home, &object)?.ok_or_else(|| {
+            anyhow!(
+                "input {name} ({cid}) is sealed (object {object}) and this node's broker holds no key for it; \
+                 release from another node's broker is not wired yet"
+            )
+        })?;
+        let text = entry.policy.as_deref().ok_or_else(|| {
+            anyhow!("input {name} ({cid}): sealed without an access policy, so released to no runtime")
+        })?;
+        let policy = AccessPolicy::from_toml_str(text).map_err(|e| anyhow!("input {name}: its access policy: {e}"))?;
+        let data: Cid = vouch_dag::block::parse_cid(&entry.data)?;
+        let mut broker = Broker::new(Vec::new());
+        broker.register(object, data, entry_key(&entry)?, policy)?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let challenge = broker.challenge(&object, now).map_err(|r| {
+            anyhow!("input {name}: no challenge: {}: expected {}, found {}", r.rule, r.expected, r.found)
+        })?;
+        let ephemeral = vouch_seal::HpkeSecretKey::generate();
+        let nonce = request_nonce(&challenge, &ephemeral.public(), &job);
+        let evidence = attest.current(home, store, node_key, Some(&nonce))?;
+        let body = match &evidence.body {
+            Some(vouch_receipt::EvidenceBody::Link(c)) => store.get(c)?,
+            _ => Vec::new(),
+        };
+        let request = KeyRequest {
+            object,
+            job: JobView::from_spec(spec),
+            node_key: node_key.verifying_key().to_bytes(),
+            technology: evidence.technology.as_str().to_owned(),
+            evidence: body,
+            ephemeral_key: ephemeral.public(),
+            challenge,
+            endorsements: Vec::new(),
+        };
+        let decision = broker.decide(&request, now);
+        let mut log = vouch_seal::audit::AuditLog::open(audit_path(home))?;
+        log.append(vouch_seal::audit::AuditEntry::new(&request, &decision, now))?;
+        match decision {
+            Decision::Granted(g) => {
+                let key = vouch_seal::unwrap(vouch_seal::Purpose::KeyRelease, &g.wrapped, &ephemeral, &job, &object)
+                    .map_err(|e| anyhow!("input {name}: the released key does not unwrap: {e}"))?;
+                if g.insecure {
+                    eprintln!("warning: key for input {name} released on `none` evidence: NO HARDWARE CLAIM");
+                }
+                released.insert(*cid, key);
+            }
+            Decision::Refused(r) => bail!(
+                "the broker refused the key for input {name} ({cid}): rule {}: expected {}, found {}",
+                r.rule,
+                r.expected,
+                r.found
+            ),
+        }
+    }
+    Ok(released)
 }

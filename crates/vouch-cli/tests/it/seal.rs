@@ -226,3 +226,75 @@ fn results_sealed_to_a_recipient_leave_the_runtime_as_ciphertext_and_open_with_i
     let e = node.err(&["run", module, "--input", &input, "--recipient", "abcd"]);
     assert!(e.contains("--recipient"), "{e}");
 }
+
+#[test]
+fn the_owner_computes_on_its_sealed_data_only_as_its_policy_allows() {
+    let csv = repo_root().join("examples/clinical/patients.csv");
+    let module = repo_root().join("guests/wasm/clinical_summary.wasm");
+    let (csv, module) = (csv.to_str().unwrap(), module.to_str().unwrap());
+    let clear = Vouch::new();
+    let d = clear.add_q(&[csv]);
+    let plain = run_json(&clear, &[module, "--input", &format!("{d}:patients.csv")]);
+    let summary = clear.ok_bytes(&["cat", &format!("{}/summary.csv", plain["output"].as_str().unwrap())]);
+
+    let v = Vouch::new();
+    let module_cid = v.add_q(&[module]);
+    let lab = v.ok(&["keygen", "-o", "lab.key"]);
+    let lab = lab.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
+    let policy = v.write(
+        "hospital.toml",
+        format!(
+            "[modules]\nallow = [\"{module_cid}\"]\n\
+             [evidence]\nrequire = [\"none\"]\nallow_insecure = true\n\
+             [capabilities]\nenv = \"none\"\n\
+             [results]\nrecipients = [\"{lab}\"]\nmax_output_bytes = 8388608\n"
+        )
+        .as_bytes(),
+    );
+    let sealed = seal_json(&v, &[csv, "--policy", policy.to_str().unwrap()])["cid"].as_str().unwrap().to_string();
+    let input = format!("{sealed}:patients.csv");
+
+    // Allowed: the key is released into the runtime, the result sealed to the lab.
+    let run = run_json(&v, &[&module_cid, "--input", &input, "--recipient", &lab, "--max-output", "1MiB"]);
+    assert_eq!(run["outcome"]["kind"], "exited", "{run}");
+    v.ok(&["open", run["output"].as_str().unwrap(), "--key", "lab.key", "-o", "results"]);
+    assert!(fs::read(v.path("results/summary.csv")).unwrap() == summary, "the sealed run's result differs");
+    // The plaintext records never reached the store.
+    let records = fs::read(csv).unwrap();
+    for (p, bytes) in all_files(&v.home().join("store")) {
+        assert!(!contains(&bytes, &records[..200]), "plaintext records in {}", p.display());
+    }
+
+    // Refused, each naming its rule; nothing runs.
+    let other = v.add_q(&[repo_root().join("guests/wasm/echo_args.wasm").to_str().unwrap()]);
+    let other_key = v.ok(&["keygen", "-o", "other.key"]);
+    let other_key = other_key.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
+    for (args, rule) in [
+        (vec![other.as_str(), "--input", &input, "--recipient", &lab, "--max-output", "1MiB"], "modules.allow"),
+        (
+            vec![&module_cid, "--input", &input, "--recipient", &lab, "--max-output", "1MiB", "--env", "K=V"],
+            "capabilities.env",
+        ),
+        (vec![&module_cid, "--input", &input, "--recipient", &other_key, "--max-output", "1MiB"], "results.recipients"),
+        (vec![&module_cid, "--input", &input, "--max-output", "1MiB"], "results.recipients"),
+        (vec![&module_cid, "--input", &input, "--recipient", &lab], "results.max_output_bytes"),
+    ] {
+        let mut a = vec!["run"];
+        a.extend_from_slice(&args);
+        let e = v.err(&a);
+        assert!(e.contains("refused") && e.contains(rule), "{args:?}: {e}");
+    }
+    // Every decision is in the audit log, chained.
+    let log = v.ok(&["broker", "log"]);
+    assert_eq!(log.matches(" granted ").count(), 1, "{log}");
+    assert_eq!(log.matches(" refused ").count(), 5, "{log}");
+    assert!(log.contains("6 decisions, hash chain intact"), "{log}");
+    let key_hex = all_files(&v.home().join("broker/keys"))
+        .iter()
+        .map(|(_, b)| serde_json::from_slice::<Value>(b).unwrap()["key"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    for k in key_hex {
+        assert!(!log.contains(&k), "the key is in the audit log");
+        assert!(!fs::read_to_string(v.home().join("broker/audit.log")).unwrap().contains(&k));
+    }
+}
