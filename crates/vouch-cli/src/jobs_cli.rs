@@ -80,6 +80,10 @@ pub struct RunArgs {
     /// and `vouch open RESULT --key FILE` decrypts for the recipient.
     #[arg(long, value_name = "HEX")]
     pub recipient: Option<String>,
+    /// A data owner's node whose key broker may release the keys of sealed inputs (a multiaddr
+    /// with /p2p/PEER; repeatable). This node's own broker is asked first.
+    #[arg(long = "broker", value_name = "MULTIADDR")]
+    pub brokers: Vec<String>,
     /// Run on another node instead of this one (a multiaddr, e.g. /ip4/127.0.0.1/tcp/4002/p2p/12D3…).
     /// Inputs may be CIDs only that node holds; the module and anything it lacks it fetches from
     /// this machine over bitswap. The receipt it returns is verified before success is printed.
@@ -324,7 +328,12 @@ pub fn run(home: &Home, a: RunArgs) -> Result<()> {
             let sandbox = job::sandbox(home)?;
             let key = home.identity()?;
             // Sealed inputs: their keys from this node's broker, or a refusal naming the rule.
-            let keys = crate::seal_cli::release_local(home, &store, &spec, &attest, &key)?;
+            let brokers = a
+                .brokers
+                .iter()
+                .map(|b| b.parse().with_context(|| format!("--broker {b:?} is not a multiaddr")))
+                .collect::<Result<Vec<vouch_net::Multiaddr>>>()?;
+            let keys = crate::seal_cli::release(home, &store, &spec, &attest, &key, &brokers)?;
             job::execute_with_keys(home, &store, &sandbox, &key, &attest, &spec, &keys)?
         }
     };

@@ -529,41 +529,271 @@ pub fn open_sealed_file(store: &vouch_store::Store, cid: &Cid, key: &DataKey, de
     result
 }
 
-/// Keys for the sealed inputs of `spec` from this node's own broker (the data owner computing
-/// on its own data): the whole decision a remote runtime's request gets — a single-use
-/// challenge, fresh evidence from this node binding a fresh ephemeral HPKE key, the job and
-/// the challenge, appraisal, the owner's access policy — logged in the audit log, the key
-/// wrapped to the ephemeral key and unwrapped here. A refusal is an error naming the rule.
-pub fn release_local(
+/// A message to a key broker (DAG-CBOR on `/vouch/broker/1.0.0`, `docs/seal.md` §3).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerAsk {
+    /// A fresh single-use challenge for a key request about `object`.
+    Challenge {
+        #[serde(with = "serde_bytes")]
+        object: [u8; 16],
+    },
+    /// A key request (`vouch_seal::broker::KeyRequestWire`, encoded).
+    Key {
+        #[serde(with = "serde_bytes")]
+        request: Vec<u8>,
+    },
+}
+
+/// A key broker's answer.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerAnswer {
+    Challenge {
+        #[serde(with = "serde_bytes")]
+        challenge: [u8; 32],
+    },
+    Decision {
+        decision: vouch_seal::Decision,
+    },
+    /// No challenge, or a request that does not decode: why.
+    Refused {
+        refusal: vouch_seal::Refusal,
+    },
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// This node's key broker: the keystore's objects with an access policy, the pending
+/// challenges, and the audit log every decision is appended to (fsynced) before it is answered.
+/// `vouch node` serves it to other nodes; a local run asks it directly.
+pub struct NodeBroker {
+    home: Home,
+    state: std::sync::Mutex<vouch_seal::Broker>,
+}
+
+impl NodeBroker {
+    pub fn new(home: &Home) -> NodeBroker {
+        NodeBroker {
+            home: Home { dir: home.dir.clone() },
+            state: std::sync::Mutex::new(vouch_seal::Broker::new(Vec::new())),
+        }
+    }
+
+    /// Register `object` from the keystore if it is there with a valid policy.
+    fn load(&self, broker: &mut vouch_seal::Broker, object: &ObjectId) -> Result<(), vouch_seal::Refusal> {
+        let refuse = |found: String| vouch_seal::Refusal {
+            rule: "object".into(),
+            expected: "an object this broker holds a key and an access policy for".into(),
+            found,
+        };
+        let entry = match read_entry(&self.home, object) {
+            Ok(Some(e)) => e,
+            Ok(None) => return Err(refuse(format!("no key for object {object}"))),
+            Err(e) => return Err(refuse(format!("object {object}: the keystore entry is unreadable: {e:#}"))),
+        };
+        let Some(text) = entry.policy.as_deref() else {
+            return Err(refuse(format!("object {object} was sealed without an access policy: released to no runtime")));
+        };
+        let policy =
+            AccessPolicy::from_toml_str(text).map_err(|e| refuse(format!("object {object}: its policy: {e}")))?;
+        let data = vouch_dag::block::parse_cid(&entry.data).map_err(|e| refuse(format!("object {object}: {e}")))?;
+        let key = entry_key(&entry).map_err(|e| refuse(e.to_string()))?;
+        // Already registered (another thread won the race) is fine.
+        let _ = broker.register(*object, data, key, policy);
+        Ok(())
+    }
+
+    /// Answer one message.
+    pub fn handle(&self, ask: BrokerAsk) -> BrokerAnswer {
+        let now = unix_now();
+        let mut broker = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match ask {
+            BrokerAsk::Challenge { object } => {
+                let object = ObjectId(object);
+                let first = broker.challenge(&object, now);
+                let answer = match first {
+                    Err(r) if r.rule == "object" => {
+                        self.load(&mut broker, &object).and_then(|()| broker.challenge(&object, now))
+                    }
+                    other => other,
+                };
+                match answer {
+                    Ok(challenge) => BrokerAnswer::Challenge { challenge },
+                    Err(refusal) => BrokerAnswer::Refused { refusal },
+                }
+            }
+            BrokerAsk::Key { request } => {
+                let req = match vouch_seal::KeyRequest::decode(&request) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return BrokerAnswer::Refused {
+                            refusal: vouch_seal::Refusal {
+                                rule: "request".into(),
+                                expected: "a valid key request".into(),
+                                found: e.to_string(),
+                            },
+                        };
+                    }
+                };
+                let decision = broker.decide(&req, now);
+                let logged = vouch_seal::audit::AuditLog::open(audit_path(&self.home))
+                    .and_then(|mut log| log.append(vouch_seal::audit::AuditEntry::new(&req, &decision, now)));
+                if let Err(e) = logged {
+                    // Unlogged, unanswered: no key leaves without its record.
+                    return BrokerAnswer::Refused {
+                        refusal: vouch_seal::Refusal {
+                            rule: "audit".into(),
+                            expected: "the decision recorded in the audit log".into(),
+                            found: e.to_string(),
+                        },
+                    };
+                }
+                BrokerAnswer::Decision { decision }
+            }
+        }
+    }
+}
+
+impl vouch_node::KeyService for NodeBroker {
+    fn answer(&self, _peer: &vouch_net::PeerId, request: &[u8]) -> Vec<u8> {
+        let answer = match serde_ipld_dagcbor::from_slice::<BrokerAsk>(request) {
+            Ok(ask) => self.handle(ask),
+            Err(e) => BrokerAnswer::Refused {
+                refusal: vouch_seal::Refusal {
+                    rule: "request".into(),
+                    expected: "a broker message (docs/seal.md)".into(),
+                    found: e.to_string(),
+                },
+            },
+        };
+        // Plain structs of bytes, strings and integers always encode.
+        serde_ipld_dagcbor::to_vec(&answer).expect("broker answers encode")
+    }
+}
+
+/// The brokers a run may ask: this node's own, then the nodes named by `--broker`.
+struct Brokers<'h> {
+    local: NodeBroker,
+    remote: Vec<vouch_net::Multiaddr>,
+    net: Option<RemoteBrokers>,
+    home: &'h Home,
+}
+
+struct RemoteBrokers {
+    rt: tokio::runtime::Runtime,
+    net: vouch_net::NodeHandle,
+    task: tokio::task::JoinHandle<()>,
+    peers: Vec<vouch_net::PeerId>,
+}
+
+impl Drop for RemoteBrokers {
+    fn drop(&mut self) {
+        let (net, task) = (self.net.clone(), std::mem::replace(&mut self.task, self.rt.spawn(async {})));
+        self.rt.block_on(async move {
+            net.shutdown().await;
+            let _ = task.await;
+        });
+    }
+}
+
+const BROKER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Brokers<'_> {
+    fn connect(&mut self) -> Result<&RemoteBrokers> {
+        if self.net.is_none() {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+            let (net, task) = {
+                let _in = rt.enter();
+                vouch_net::Node::spawn(
+                    vouch_net::Config::new(rand::random()),
+                    std::sync::Arc::new(vouch_dag::MemoryBlocks::default()),
+                )?
+            };
+            let mut peers = Vec::new();
+            for addr in &self.remote {
+                let peer = rt
+                    .block_on(net.connect(addr.clone()))
+                    .with_context(|| format!("--broker {addr}: cannot reach the key broker"))?;
+                peers.push(peer);
+            }
+            self.net = Some(RemoteBrokers { rt, net, task, peers });
+        }
+        Ok(self.net.as_ref().expect("connected above"))
+    }
+
+    /// Send `ask` to broker `i` (0 = this node's own, then `--broker` in order).
+    fn ask(&mut self, i: usize, ask: BrokerAsk) -> Result<BrokerAnswer> {
+        if i == 0 {
+            return Ok(self.local.handle(ask));
+        }
+        let r = self.connect()?;
+        let peer = r.peers[i - 1];
+        let body = serde_ipld_dagcbor::to_vec(&ask).expect("broker messages encode");
+        let answer =
+            r.rt.block_on(r.net.broker_request(peer, &body, BROKER_TIMEOUT))
+                .with_context(|| format!("asking the key broker {peer}"))?;
+        serde_ipld_dagcbor::from_slice(&answer).map_err(|e| anyhow!("the key broker {peer} answered garbage: {e}"))
+    }
+
+    fn count(&self) -> usize {
+        1 + self.remote.len()
+    }
+
+    fn name(&self, i: usize) -> String {
+        if i == 0 {
+            format!("this node's broker ({})", self.home.dir.display())
+        } else {
+            format!("the broker at {}", self.remote[i - 1])
+        }
+    }
+}
+
+/// Keys for the sealed inputs of `spec`, released to this runtime by their owners' brokers:
+/// this node's own first, then each `--broker` node. For each: a single-use challenge, fresh
+/// evidence from this node binding a fresh ephemeral HPKE key, the job and the challenge, the
+/// broker's appraisal and the owner's access policy, an audit-log entry on the broker's side;
+/// the key comes back wrapped to the ephemeral key and is unwrapped here. A refusal is an
+/// error naming the rule.
+pub fn release(
     home: &Home,
     store: &vouch_store::Store,
     spec: &vouch_receipt::JobSpec,
     attest: &crate::job::Attest,
     node_key: &ed25519_dalek::SigningKey,
+    brokers: &[vouch_net::Multiaddr],
 ) -> Result<crate::job::Released> {
-    use vouch_seal::broker::{Broker, Decision, JobView, KeyRequest, request_nonce};
+    use vouch_seal::broker::{Decision, JobView, KeyRequest, request_nonce};
     let mut released = crate::job::Released::new();
     let job = spec.cid();
+    let mut links = Brokers { local: NodeBroker::new(home), remote: brokers.to_vec(), net: None, home };
     for (name, cid) in &spec.inputs {
         let Some(header) = sealed_header(store, cid)? else { continue };
         let object = header.object;
-        let entry = read_entry(home, &object)?.ok_or_else(|| {
-            anyhow!(
-                "input {name} ({cid}) is sealed (object {object}) and this node's broker holds no key for it; \
-                 release from another node's broker is not wired yet"
-            )
-        })?;
-        let text = entry.policy.as_deref().ok_or_else(|| {
-            anyhow!("input {name} ({cid}): sealed without an access policy, so released to no runtime")
-        })?;
-        let policy = AccessPolicy::from_toml_str(text).map_err(|e| anyhow!("input {name}: its access policy: {e}"))?;
-        let data: Cid = vouch_dag::block::parse_cid(&entry.data)?;
-        let mut broker = Broker::new(Vec::new());
-        broker.register(object, data, entry_key(&entry)?, policy)?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let challenge = broker.challenge(&object, now).map_err(|r| {
-            anyhow!("input {name}: no challenge: {}: expected {}, found {}", r.rule, r.expected, r.found)
-        })?;
+        // The first broker that holds the object issues the challenge and decides.
+        let mut found = None;
+        let mut why = Vec::new();
+        for i in 0..links.count() {
+            match links.ask(i, BrokerAsk::Challenge { object: object.0 })? {
+                BrokerAnswer::Challenge { challenge } => {
+                    found = Some((i, challenge));
+                    break;
+                }
+                BrokerAnswer::Refused { refusal } => why.push(format!("{}: {}", links.name(i), refusal.found)),
+                BrokerAnswer::Decision { .. } => {
+                    bail!("{} answered a challenge request with a decision", links.name(i))
+                }
+            }
+        }
+        let Some((i, challenge)) = found else {
+            bail!(
+                "input {name} ({cid}) is sealed (object {object}) and no broker asked releases it ({}); \
+                 name its owner's node with --broker MULTIADDR",
+                why.join("; ")
+            );
+        };
         let ephemeral = vouch_seal::HpkeSecretKey::generate();
         let nonce = request_nonce(&challenge, &ephemeral.public(), &job);
         let evidence = attest.current(home, store, node_key, Some(&nonce))?;
@@ -581,11 +811,16 @@ pub fn release_local(
             challenge,
             endorsements: Vec::new(),
         };
-        let decision = broker.decide(&request, now);
-        let mut log = vouch_seal::audit::AuditLog::open(audit_path(home))?;
-        log.append(vouch_seal::audit::AuditEntry::new(&request, &decision, now))?;
-        match decision {
-            Decision::Granted(g) => {
+        let refused = |r: vouch_seal::Refusal, who: String| {
+            anyhow!(
+                "{who} refused the key for input {name} ({cid}): rule {}: expected {}, found {}",
+                r.rule,
+                r.expected,
+                r.found
+            )
+        };
+        match links.ask(i, BrokerAsk::Key { request: request.encode(spec) })? {
+            BrokerAnswer::Decision { decision: Decision::Granted(g) } => {
                 let key = vouch_seal::unwrap(vouch_seal::Purpose::KeyRelease, &g.wrapped, &ephemeral, &job, &object)
                     .map_err(|e| anyhow!("input {name}: the released key does not unwrap: {e}"))?;
                 if g.insecure {
@@ -593,12 +828,10 @@ pub fn release_local(
                 }
                 released.insert(*cid, key);
             }
-            Decision::Refused(r) => bail!(
-                "the broker refused the key for input {name} ({cid}): rule {}: expected {}, found {}",
-                r.rule,
-                r.expected,
-                r.found
-            ),
+            BrokerAnswer::Decision { decision: Decision::Refused(r) } | BrokerAnswer::Refused { refusal: r } => {
+                return Err(refused(r, links.name(i)));
+            }
+            BrokerAnswer::Challenge { .. } => bail!("{} answered a key request with a challenge", links.name(i)),
         }
     }
     Ok(released)

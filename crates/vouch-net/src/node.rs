@@ -1089,7 +1089,25 @@ impl NodeHandle {
     /// knows) and wait at most `timeout` for the answer. Sizes are bounded by
     /// [`crate::rpc::MAX_REQUEST`] and [`crate::rpc::MAX_RESPONSE`].
     pub async fn request(&self, peer: PeerId, body: &[u8], timeout: Duration) -> Result<Vec<u8>, NetError> {
-        crate::rpc::call(self.control.clone(), peer, body, timeout).await
+        crate::rpc::call(self.control.clone(), crate::rpc::JOB_PROTOCOL, peer, body, timeout).await
+    }
+
+    /// [`NodeHandle::request`] on [`crate::rpc::BROKER_PROTOCOL`] (requests up to
+    /// [`crate::rpc::MAX_BROKER_REQUEST`] bytes).
+    pub async fn broker_request(&self, peer: PeerId, body: &[u8], timeout: Duration) -> Result<Vec<u8>, NetError> {
+        crate::rpc::call(self.control.clone(), crate::rpc::BROKER_PROTOCOL, peer, body, timeout).await
+    }
+
+    /// Start accepting key-broker requests, as [`NodeHandle::serve_requests`] does job requests.
+    pub fn serve_broker_requests(&self, concurrency: usize) -> Result<mpsc::Receiver<crate::rpc::Request>, NetError> {
+        let incoming = self
+            .control
+            .clone()
+            .accept(crate::rpc::BROKER_PROTOCOL)
+            .map_err(|e| NetError::Transport(format!("{}: {e}", crate::rpc::BROKER_PROTOCOL)))?;
+        let (tx, rx) = mpsc::channel(concurrency.max(1));
+        tokio::spawn(crate::rpc::serve(incoming, tx, concurrency, crate::rpc::MAX_BROKER_REQUEST));
+        Ok(rx)
     }
 
     /// Start accepting job-protocol requests: each one arrives on the returned channel, at most
@@ -1101,7 +1119,7 @@ impl NodeHandle {
             .accept(crate::rpc::JOB_PROTOCOL)
             .map_err(|e| NetError::Transport(format!("{}: {e}", crate::rpc::JOB_PROTOCOL)))?;
         let (tx, rx) = mpsc::channel(concurrency.max(1));
-        tokio::spawn(crate::rpc::serve(incoming, tx, concurrency));
+        tokio::spawn(crate::rpc::serve(incoming, tx, concurrency, crate::rpc::MAX_REQUEST));
         Ok(rx)
     }
 

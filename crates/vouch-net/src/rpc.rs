@@ -1,4 +1,5 @@
-//! Request/response over libp2p streams: the transport of the job protocol (`/vouch/job/1.0.0`).
+//! Request/response over libp2p streams: the transport of the job protocol (`/vouch/job/1.0.0`)
+//! and the key-broker protocol (`/vouch/broker/1.0.0`).
 //!
 //! One stream per request: the caller writes one frame (unsigned-varint length, then the
 //! request), the server answers with one frame and closes. What the bytes mean is the caller's
@@ -18,6 +19,10 @@ use crate::message::{read_frame, write_frame};
 
 /// The job protocol id.
 pub const JOB_PROTOCOL: StreamProtocol = StreamProtocol::new("/vouch/job/1.0.0");
+/// The key-broker protocol id (`docs/seal.md`): key requests to a data owner's broker.
+pub const BROKER_PROTOCOL: StreamProtocol = StreamProtocol::new("/vouch/broker/1.0.0");
+/// Largest broker request accepted (a key request carries a job spec and evidence).
+pub const MAX_BROKER_REQUEST: usize = 4 << 20;
 /// Largest request accepted (a job spec is a few KiB; this leaves room for many inputs).
 pub const MAX_REQUEST: usize = 1 << 20;
 /// Largest response accepted (a receipt with the small results it carries inline).
@@ -44,7 +49,12 @@ impl Request {
 /// Accept streams on [`JOB_PROTOCOL`]: each request read (bounded in size and time) is handed to
 /// `tx`; at most `limit` are open at once (further streams are dropped, which the remote sees as a
 /// reset).
-pub(crate) async fn serve(mut incoming: libp2p_stream::IncomingStreams, tx: mpsc::Sender<Request>, limit: usize) {
+pub(crate) async fn serve(
+    mut incoming: libp2p_stream::IncomingStreams,
+    tx: mpsc::Sender<Request>,
+    limit: usize,
+    max_request: usize,
+) {
     let permits = Arc::new(Semaphore::new(limit.max(1)));
     while let Some((peer, mut stream)) = incoming.next().await {
         let Ok(permit) = permits.clone().try_acquire_owned() else {
@@ -54,7 +64,7 @@ pub(crate) async fn serve(mut incoming: libp2p_stream::IncomingStreams, tx: mpsc
         let tx = tx.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let body = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read_frame(&mut stream, MAX_REQUEST)).await {
+            let body = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read_frame(&mut stream, max_request)).await {
                 Ok(Ok(Some(body))) => body,
                 Ok(Ok(None)) => return debug!(%peer, "job stream closed before a request"),
                 Ok(Err(e)) => return warn!(%peer, "bad job request: {e}"),
@@ -81,19 +91,21 @@ pub(crate) async fn serve(mut incoming: libp2p_stream::IncomingStreams, tx: mpsc
 /// Send `body` to `peer` on [`JOB_PROTOCOL`] and wait (at most `timeout`) for its answer.
 pub(crate) async fn call(
     mut control: libp2p_stream::Control,
+    protocol: StreamProtocol,
     peer: PeerId,
     body: &[u8],
     timeout: Duration,
 ) -> Result<Vec<u8>, NetError> {
     let fail = |reason: String| NetError::Request { peer, reason };
-    if body.len() > MAX_REQUEST {
-        return Err(fail(format!("request of {} bytes is over the {MAX_REQUEST}-byte limit", body.len())));
+    let max = if protocol == BROKER_PROTOCOL { MAX_BROKER_REQUEST } else { MAX_REQUEST };
+    if body.len() > max {
+        return Err(fail(format!("request of {} bytes is over the {max}-byte limit", body.len())));
     }
     let exchange = async {
         let mut stream = control
-            .open_stream(peer, JOB_PROTOCOL)
+            .open_stream(peer, protocol.clone())
             .await
-            .map_err(|e| fail(format!("cannot open a {JOB_PROTOCOL} stream: {e}")))?;
+            .map_err(|e| fail(format!("cannot open a {protocol} stream: {e}")))?;
         write_frame(&mut stream, body).await.map_err(|e| fail(format!("sending the request: {e}")))?;
         match read_frame(&mut stream, MAX_RESPONSE).await {
             Ok(Some(response)) => Ok(response),

@@ -172,6 +172,17 @@ impl Daemon {
         config: NodeConfig,
         executor: Option<Arc<dyn Executor>>,
     ) -> Result<Daemon, NodeError> {
+        Daemon::start_with(home, config, executor, None).await
+    }
+
+    /// [`Daemon::start`], also answering key requests on `/vouch/broker/1.0.0` with `broker`
+    /// (this node's key broker: `docs/seal.md`).
+    pub async fn start_with(
+        home: &Path,
+        config: NodeConfig,
+        executor: Option<Arc<dyn Executor>>,
+        broker: Option<Arc<dyn KeyService>>,
+    ) -> Result<Daemon, NodeError> {
         let key = load_key(&home.join("identity.pem"))?;
         let api_file = home.join(API_FILE);
         if let Ok(addr) = fs::read_to_string(&api_file) {
@@ -200,6 +211,9 @@ impl Daemon {
         let info = DaemonInfo { peer_id, public_key: key.verifying_key(), swarm, api };
         let jobs = jobs::Jobs::new(net.clone(), store.clone(), executor, config.jobs);
         tokio::spawn(jobs::serve(jobs.clone()));
+        if let Some(broker) = broker {
+            tokio::spawn(serve_broker(net.clone(), broker));
+        }
         tokio::spawn(reprovide(net.clone(), store.clone()));
         let router = api::router(api::AppState::new(store, net.clone(), &info, jobs));
         let (stop_http, stopped) = oneshot::channel::<()>();
@@ -332,12 +346,41 @@ pub async fn wait_for_signal() -> Result<&'static str, NodeError> {
     })
 }
 
+/// A data owner's key broker, supplied by the binary: answers one DAG-CBOR broker message
+/// (a challenge request or a key request, `docs/seal.md`) with one. Blocking; called on a
+/// blocking thread. Never fails: a refusal is an answer.
+pub trait KeyService: Send + Sync + 'static {
+    fn answer(&self, peer: &PeerId, request: &[u8]) -> Vec<u8>;
+}
+
+/// At most this many broker requests are read or answered at once.
+const BROKER_CONCURRENCY: usize = 8;
+
+async fn serve_broker(net: NodeHandle, broker: Arc<dyn KeyService>) {
+    let mut requests = match net.serve_broker_requests(BROKER_CONCURRENCY) {
+        Ok(r) => r,
+        Err(e) => return tracing::warn!("key broker not served: {e}"),
+    };
+    while let Some(request) = requests.recv().await {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let peer = request.peer;
+            let body = request.body.clone();
+            match tokio::task::spawn_blocking(move || broker.answer(&peer, &body)).await {
+                Ok(answer) => request.respond(answer),
+                Err(e) => tracing::warn!(%peer, "key broker failed: {e}"),
+            }
+        });
+    }
+}
+
 /// Run a daemon in the foreground on its own runtime until SIGINT or SIGTERM, then shut it down
 /// cleanly. `ready` is called once everything listens (and the signal handlers are installed).
 pub fn run_foreground(
     home: &Path,
     config: NodeConfig,
     executor: Option<Arc<dyn Executor>>,
+    broker: Option<Arc<dyn KeyService>>,
     ready: impl FnOnce(&DaemonInfo),
 ) -> Result<(), NodeError> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(NodeError::Runtime)?;
@@ -347,7 +390,7 @@ pub fn run_foreground(
         // handled here, not by the default action.
         let mut int = signal(SignalKind::interrupt()).map_err(NodeError::Signal)?;
         let mut term = signal(SignalKind::terminate()).map_err(NodeError::Signal)?;
-        let daemon = Daemon::start(home, config, executor).await?;
+        let daemon = Daemon::start_with(home, config, executor, broker).await?;
         ready(daemon.info());
         let got = tokio::select! {
             _ = int.recv() => "SIGINT",

@@ -365,3 +365,82 @@ fn a_local_run_fetches_missing_inputs_through_the_running_daemon() {
     let e = lone.err(&["run", &guest("clinical_summary"), "--input", &input]);
     assert!(e.contains("patients.csv") && e.contains("not in the store"), "{e}");
 }
+
+#[test]
+fn a_sealed_input_opens_on_another_node_only_with_its_owners_broker_consent() {
+    let module = guest("clinical_summary");
+    let csv = patients_csv();
+    // The same job in the clear, elsewhere: what the lab must get back.
+    let clear = Vouch::new();
+    let d = clear.add_q(&[&csv]);
+    let (_, plain, _) = run_json(&clear, &[&module, "--input", &format!("{d}:patients.csv")]);
+    let summary = clear.ok_bytes(&["cat", &format!("{}/summary.csv", plain["output"].as_str().unwrap())]);
+
+    // The hospital: its node seals the records under its policy and runs the broker.
+    let hospital = Daemon::start(&[]);
+    let lab = Vouch::new();
+    let lab_pub = lab.ok(&["keygen", "-o", "lab.key"]);
+    let lab_pub = lab_pub.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
+    let module_cid = clear.add_q(&["-n", &module]);
+    let policy = hospital.v.write(
+        "hospital.toml",
+        format!(
+            "[modules]\nallow = [\"{module_cid}\"]\n[evidence]\nrequire = [\"none\"]\nallow_insecure = true\n\
+             [results]\nrecipients = [\"{lab_pub}\"]\nmax_output_bytes = 8388608\n"
+        )
+        .as_bytes(),
+    );
+    let out = hospital.v.ok(&["seal", &csv, "--policy", policy.to_str().unwrap(), "--json"]);
+    let sealed = serde_json::from_str::<Value>(&out).unwrap()["cid"].as_str().unwrap().to_string();
+    let input = format!("{sealed}:patients.csv");
+
+    // The compute node fetches the ciphertext and asks the hospital's broker for the key.
+    let compute = Daemon::start(&[&hospital.addr]);
+    let args =
+        [&module, "--input", &input, "--recipient", &lab_pub, "--max-output", "1MiB", "--broker", &hospital.addr];
+    let (code, run, stderr) = run_json(&compute.v, &args);
+    assert_eq!(code, 0, "{run}\n{stderr}");
+    assert!(stderr.contains("NO HARDWARE CLAIM"), "{stderr}");
+    // The lab opens the result; it is the clear run's.
+    let key = lab.path("lab.key");
+    compute.v.ok(&["open", run["output"].as_str().unwrap(), "--key", key.to_str().unwrap(), "-o", "results"]);
+    assert!(std::fs::read(compute.v.path("results/summary.csv")).unwrap() == summary, "the result differs");
+    // The hospital's log records the grant to the compute node's key.
+    let id: Value = serde_json::from_str(&compute.v.ok(&["id", "--json"])).unwrap();
+    let log = hospital.v.ok(&["broker", "log", "--json"]);
+    let granted: Vec<Value> =
+        log.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|e| e["decision"] == "granted").collect();
+    assert_eq!(granted.len(), 1, "{log}");
+    assert_eq!(granted[0]["node_key"], id["PublicKey"], "{log}");
+
+    // Another module: refused by the hospital's broker, naming the rule.
+    let other = guest("echo_args");
+    let e = compute.v.err(&[
+        "run",
+        &other,
+        "--input",
+        &input,
+        "--recipient",
+        &lab_pub,
+        "--max-output",
+        "1MiB",
+        "--broker",
+        &hospital.addr,
+    ]);
+    assert!(e.contains(&format!("the broker at {}", hospital.addr)) && e.contains("modules.allow"), "{e}");
+    // No broker named: nobody releases it, and the error says what to do. (Another timeout makes
+    // it another job: the job above is memoised, its sealed result already stored.)
+    let e = compute.v.err(&[
+        "run",
+        &module,
+        "--input",
+        &input,
+        "--recipient",
+        &lab_pub,
+        "--max-output",
+        "1MiB",
+        "--timeout",
+        "59s",
+    ]);
+    assert!(e.contains("--broker"), "{e}");
+}
