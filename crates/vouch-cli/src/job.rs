@@ -452,9 +452,19 @@ fn run_in_sandbox(
     // store holds: the receipt will pin it, and must not pin what is missing.
     let module_id = spec.module.to_string();
     let cached = if store.has(&spec.module)? { sandbox.cached(&module_id) } else { None };
-    let prepared = match cached {
-        Some(p) => Ok(p),
-        None => {
+    let prepared = match (cached, keys.get(&spec.module)) {
+        (Some(p), _) => Ok(p),
+        // A sealed module: decrypted in memory, compiled without the disk cache.
+        (None, Some(key)) => {
+            let mut sealed = Vec::new();
+            export::read_file(store, &spec.module, &mut sealed)
+                .with_context(|| format!("reading sealed module {}", spec.module))?;
+            let mut wasm = Vec::new();
+            vouch_seal::open(key, &sealed[..], &mut wasm)
+                .map_err(|e| anyhow::anyhow!("opening sealed module {}: {e}", spec.module))?;
+            sandbox.prepare_private(&module_id, &wasm)
+        }
+        (None, None) => {
             let mut wasm = Vec::new();
             export::read_file(store, &spec.module, &mut wasm)
                 .with_context(|| format!("reading module {}", spec.module))?;

@@ -7,6 +7,7 @@ mod attest_cli;
 mod bench;
 mod commands;
 mod demo;
+mod demo_confidential;
 mod home;
 mod import;
 mod job;
@@ -102,7 +103,12 @@ enum Command {
     #[command(subcommand)]
     Broker(seal_cli::BrokerCmd),
     /// End-to-end demonstration on the embedded store.
-    Demo,
+    Demo {
+        /// The hospital and the lab: sealed records, a sealed module, two key brokers and a
+        /// compute node, on one machine.
+        #[arg(long)]
+        confidential: bool,
+    },
     /// Benchmarks that print ratios against anchors measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -151,7 +157,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Open(a) => seal_cli::open(&home, a),
         Command::Keygen(a) => seal_cli::keygen(a),
         Command::Broker(c) => seal_cli::broker(&home, c),
-        Command::Demo => demo::run(&home),
+        Command::Demo { confidential: false } => demo::run(&home),
+        Command::Demo { confidential: true } => demo_confidential::run(),
         Command::Bench(b) => bench::run(b),
     }
 }

@@ -57,6 +57,14 @@ pub struct OpenArgs {
 
 #[derive(Subcommand)]
 pub enum BrokerCmd {
+    /// Set or replace the access policy of a sealed object this broker holds (by its CID or
+    /// object id); validated first. A running daemon applies it to the next request.
+    Policy {
+        /// The sealed object's CID or object id.
+        object: String,
+        #[arg(long)]
+        policy: PathBuf,
+    },
     /// The broker's audit log: every key-release decision, the hash chain checked.
     Log {
         #[arg(long)]
@@ -126,6 +134,39 @@ fn entry_key(e: &KeyEntry) -> Result<DataKey> {
     bytes.map(DataKey::from_bytes).ok_or_else(|| anyhow!("keystore entry {}: the key is not 32 bytes of hex", e.object))
 }
 
+/// Seal `plaintext` (`len` bytes) under a fresh key into this home's store, pinned, the key in
+/// the broker keystore (written first: committed ciphertext without its key could never be
+/// opened) with `policy`. Returns the ciphertext's CID, the object id and the key id.
+pub fn seal_into_store(
+    home: &Home,
+    plaintext: impl io::Read + Send,
+    len: u64,
+    chunk_size: u32,
+    policy: Option<String>,
+) -> Result<(Cid, ObjectId, String)> {
+    let key = DataKey::generate();
+    let sealer = Sealer::new(&key, BufReader::with_capacity(1 << 20, plaintext), SealOptions { chunk_size })?;
+    let header = sealer.header().clone();
+    let store = home.store()?;
+    let mut batch = store.batch()?;
+    let node = crate::import::import_reader(&Params::default(), sealer, true, &mut batch, &|_| {})
+        .map_err(|e| anyhow!("{e}; nothing was stored"))?;
+    let entry = KeyEntry {
+        version: 1,
+        object: header.object.to_string(),
+        data: node.cid.to_string(),
+        key_id: header.key_id.to_string(),
+        key: hex::encode(key.expose_secret()),
+        policy,
+        plaintext_bytes: len,
+        created_at: unix_now(),
+    };
+    write_entry(home, &entry)?;
+    batch.pin(node.cid);
+    batch.commit()?;
+    Ok((node.cid, header.object, entry.key_id))
+}
+
 pub fn seal(home: &Home, a: SealArgs) -> Result<()> {
     let policy = match &a.policy {
         Some(p) => {
@@ -142,28 +183,10 @@ pub fn seal(home: &Home, a: SealArgs) -> Result<()> {
         bail!("{}: not a regular file; seal files one by one (or an archive of a directory)", a.path.display());
     }
     let file = fs::File::open(&a.path).with_context(|| format!("{}", a.path.display()))?;
-    let key = DataKey::generate();
-    let sealer = Sealer::new(&key, BufReader::with_capacity(1 << 20, file), SealOptions { chunk_size })?;
-    let header = sealer.header().clone();
-    let store = home.store()?;
-    let mut batch = store.batch()?;
-    let node = crate::import::import_reader(&Params::default(), sealer, true, &mut batch, &|_| {})
-        .map_err(|e| anyhow!("sealing {}: {e}; nothing was stored", a.path.display()))?;
-    // The key first: committed ciphertext without its key could never be opened.
-    let entry = KeyEntry {
-        version: 1,
-        object: header.object.to_string(),
-        data: node.cid.to_string(),
-        key_id: header.key_id.to_string(),
-        key: hex::encode(key.expose_secret()),
-        policy,
-        plaintext_bytes: meta.len(),
-        created_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-    };
-    write_entry(home, &entry)?;
-    batch.pin(node.cid);
-    batch.commit()?;
-    if let Err(e) = crate::node_cli::announce(home, &node.cid) {
+    let (cid, object, key_id) = seal_into_store(home, file, meta.len(), chunk_size, policy.clone())
+        .map_err(|e| anyhow!("sealing {}: {e:#}", a.path.display()))?;
+    let has_policy = policy.is_some();
+    if let Err(e) = crate::node_cli::announce(home, &cid) {
         eprintln!("warning: sealed and stored, but the running daemon did not announce it: {e:#}");
     }
     let sealed_bytes = vouch_seal::sealed_len(meta.len(), chunk_size);
@@ -171,23 +194,18 @@ pub fn seal(home: &Home, a: SealArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "cid": entry.data, "object": entry.object, "key_id": entry.key_id,
-                "plaintext_bytes": meta.len(), "sealed_bytes": sealed_bytes,
-                "policy": entry.policy.is_some(),
+                "cid": cid.to_string(), "object": object.to_string(), "key_id": key_id,
+                "plaintext_bytes": meta.len(), "sealed_bytes": sealed_bytes, "policy": has_policy,
             })
         );
     } else {
-        println!("sealed   {} ({} bytes, {} sealed)", entry.data, meta.len(), sealed_bytes);
-        println!("object   {}", entry.object);
-        println!("key id   {}", entry.key_id);
+        println!("sealed   {cid} ({} bytes, {sealed_bytes} sealed)", meta.len());
+        println!("object   {object}");
+        println!("key id   {key_id}");
         println!(
             "key      kept by this node's broker ({}), {}",
             keys_dir(home).display(),
-            if entry.policy.is_some() {
-                "released under the policy given"
-            } else {
-                "released to no runtime (no --policy)"
-            }
+            if has_policy { "released under the policy given" } else { "released to no runtime (no --policy)" }
         );
     }
     Ok(())
@@ -380,6 +398,7 @@ pub fn broker(home: &Home, c: BrokerCmd) -> Result<()> {
     let json = match c {
         BrokerCmd::Keys { json } => json,
         BrokerCmd::Log { json } => return broker_log(home, json),
+        BrokerCmd::Policy { object, policy } => return set_policy(home, &object, &policy),
     };
     let mut rows = Vec::new();
     match fs::read_dir(keys_dir(home)) {
@@ -601,8 +620,7 @@ impl NodeBroker {
             AccessPolicy::from_toml_str(text).map_err(|e| refuse(format!("object {object}: its policy: {e}")))?;
         let data = vouch_dag::block::parse_cid(&entry.data).map_err(|e| refuse(format!("object {object}: {e}")))?;
         let key = entry_key(&entry).map_err(|e| refuse(e.to_string()))?;
-        // Already registered (another thread won the race) is fine.
-        let _ = broker.register(*object, data, key, policy);
+        broker.update(*object, data, key, policy);
         Ok(())
     }
 
@@ -613,13 +631,8 @@ impl NodeBroker {
         match ask {
             BrokerAsk::Challenge { object } => {
                 let object = ObjectId(object);
-                let first = broker.challenge(&object, now);
-                let answer = match first {
-                    Err(r) if r.rule == "object" => {
-                        self.load(&mut broker, &object).and_then(|()| broker.challenge(&object, now))
-                    }
-                    other => other,
-                };
+                // From the keystore each time: the owner may have changed the policy.
+                let answer = self.load(&mut broker, &object).and_then(|()| broker.challenge(&object, now));
                 match answer {
                     Ok(challenge) => BrokerAnswer::Challenge { challenge },
                     Err(refusal) => BrokerAnswer::Refused { refusal },
@@ -769,7 +782,9 @@ pub fn release(
     let mut released = crate::job::Released::new();
     let job = spec.cid();
     let mut links = Brokers { local: NodeBroker::new(home), remote: brokers.to_vec(), net: None, home };
-    for (name, cid) in &spec.inputs {
+    let mut parts = vec![("module".to_string(), spec.module)];
+    parts.extend(spec.inputs.iter().map(|(n, c)| (format!("input {n}"), *c)));
+    for (what, cid) in &parts {
         let Some(header) = sealed_header(store, cid)? else { continue };
         let object = header.object;
         // The first broker that holds the object issues the challenge and decides.
@@ -789,7 +804,7 @@ pub fn release(
         }
         let Some((i, challenge)) = found else {
             bail!(
-                "input {name} ({cid}) is sealed (object {object}) and no broker asked releases it ({}); \
+                "{what} ({cid}) is sealed (object {object}) and no broker asked releases it ({}); \
                  name its owner's node with --broker MULTIADDR",
                 why.join("; ")
             );
@@ -813,7 +828,7 @@ pub fn release(
         };
         let refused = |r: vouch_seal::Refusal, who: String| {
             anyhow!(
-                "{who} refused the key for input {name} ({cid}): rule {}: expected {}, found {}",
+                "{who} refused the key for {what} ({cid}): rule {}: expected {}, found {}",
                 r.rule,
                 r.expected,
                 r.found
@@ -822,9 +837,9 @@ pub fn release(
         match links.ask(i, BrokerAsk::Key { request: request.encode(spec) })? {
             BrokerAnswer::Decision { decision: Decision::Granted(g) } => {
                 let key = vouch_seal::unwrap(vouch_seal::Purpose::KeyRelease, &g.wrapped, &ephemeral, &job, &object)
-                    .map_err(|e| anyhow!("input {name}: the released key does not unwrap: {e}"))?;
+                    .map_err(|e| anyhow!("{what}: the released key does not unwrap: {e}"))?;
                 if g.insecure {
-                    eprintln!("warning: key for input {name} released on `none` evidence: NO HARDWARE CLAIM");
+                    eprintln!("warning: key for {what} released on `none` evidence: NO HARDWARE CLAIM");
                 }
                 released.insert(*cid, key);
             }
@@ -835,4 +850,50 @@ pub fn release(
         }
     }
     Ok(released)
+}
+
+fn set_policy(home: &Home, object: &str, policy: &Path) -> Result<()> {
+    let text = fs::read_to_string(policy).with_context(|| format!("--policy {}", policy.display()))?;
+    AccessPolicy::load(policy).map_err(|e| anyhow!("--policy {}: {e}", policy.display()))?;
+    let entry = match object.parse::<ObjectId>() {
+        Ok(id) => read_entry(home, &id)?,
+        Err(_) => {
+            let cid = vouch_dag::block::parse_cid(object)
+                .with_context(|| format!("{object:?}: neither an object id nor a CID"))?;
+            entry_by_cid(home, &cid)?
+        }
+    }
+    .ok_or_else(|| anyhow!("this node's broker holds no sealed object {object}"))?;
+    let (object, data) = (entry.object.clone(), entry.data.clone());
+    store_policy(home, entry, text)?;
+    println!("policy   set for object {object} ({data})");
+    Ok(())
+}
+
+fn entry_by_cid(home: &Home, cid: &Cid) -> Result<Option<KeyEntry>> {
+    let Ok(dir) = fs::read_dir(keys_dir(home)) else { return Ok(None) };
+    for ent in dir {
+        let path = ent?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let e: KeyEntry =
+                serde_json::from_slice(&fs::read(&path)?).with_context(|| format!("{}", path.display()))?;
+            if e.data == cid.to_string() {
+                return Ok(Some(e));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn store_policy(home: &Home, mut entry: KeyEntry, text: String) -> Result<()> {
+    entry.policy = Some(text);
+    write_entry(home, &entry)
+}
+
+/// Set the access policy (TOML text, validated) of the sealed object `cid` this home's broker
+/// holds.
+pub fn set_policy_text(home: &Home, cid: &Cid, text: &str) -> Result<()> {
+    AccessPolicy::from_toml_str(text).map_err(|e| anyhow!("the access policy: {e}"))?;
+    let entry = entry_by_cid(home, cid)?.ok_or_else(|| anyhow!("this node's broker holds no sealed object {cid}"))?;
+    store_policy(home, entry, text.to_owned())
 }

@@ -172,13 +172,24 @@ impl Sandbox {
     /// cache (by id and engine fingerprint, checksum verified), then compilation. Two threads
     /// preparing the same new module at once both compile it; the results are identical.
     pub fn prepare(&self, module_id: &str, wasm: &[u8]) -> Result<Prepared, SandboxError> {
+        self.prepare_with(module_id, wasm, true)
+    }
+
+    /// [`Sandbox::prepare`] for a module whose code is secret (a sealed module, decrypted in
+    /// this process): compiled and kept in the in-memory cache only, never written to or read
+    /// from the disk cache, so neither its bytes nor its machine code reach the disk.
+    pub fn prepare_private(&self, module_id: &str, wasm: &[u8]) -> Result<Prepared, SandboxError> {
+        self.prepare_with(module_id, wasm, false)
+    }
+
+    fn prepare_with(&self, module_id: &str, wasm: &[u8], use_disk: bool) -> Result<Prepared, SandboxError> {
         if let Some(prepared) = self.memory_hit(module_id) {
             return Ok(prepared);
         }
         let inner = &self.inner;
         let invalid = |reason: String| SandboxError::InvalidModule { module_id: module_id.to_owned(), reason };
         sniff(wasm).map_err(|r| invalid(r.to_owned()))?;
-        if let Some(module) = self.disk_hit(module_id) {
+        if use_disk && let Some(module) = self.disk_hit(module_id) {
             return self.link(module_id, module, PrepareSource::DiskCache);
         }
         let module = Module::new(&inner.engine, wasm).map_err(|e| {
@@ -192,7 +203,7 @@ impl Sandbox {
             }
         })?;
         Stats::bump(&inner.stats.compiled);
-        if let Some(disk) = &inner.disk {
+        if use_disk && let Some(disk) = &inner.disk {
             let written = module.serialize().map_err(std::io::Error::other).and_then(|b| disk.store(module_id, &b));
             if written.is_err() {
                 Stats::bump(&inner.stats.disk_write_errors);

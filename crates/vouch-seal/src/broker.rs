@@ -281,6 +281,12 @@ impl Broker {
         Ok(())
     }
 
+    /// Hold `key` for `object` under `policy`, replacing what was held (the owner changed the
+    /// policy). Challenges already issued stay valid; the next decision applies the new policy.
+    pub fn update(&mut self, object: ObjectId, cid: Cid, key: DataKey, policy: AccessPolicy) {
+        self.objects.insert(object, Entry { key, cid, policy });
+    }
+
     /// A fresh single-use challenge for a request about `object`, valid for the policy's
     /// `challenge_ttl` from `now` (Unix seconds).
     pub fn challenge(&mut self, object: &ObjectId, now: u64) -> Result<[u8; 32], Refusal> {

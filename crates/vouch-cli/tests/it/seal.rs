@@ -298,3 +298,29 @@ fn the_owner_computes_on_its_sealed_data_only_as_its_policy_allows() {
         assert!(!fs::read_to_string(v.home().join("broker/audit.log")).unwrap().contains(&k));
     }
 }
+
+#[test]
+fn the_confidential_demo_plays_the_three_party_story() {
+    let v = Vouch::new();
+    let out = v.ok(&["demo", "--confidential"]);
+    for want in [
+        "both brokers released their keys",
+        "exited with code 0",
+        "receipt verified",
+        "no plaintext of the records, the module or the result",
+        "hospital broker audit log #1: granted",
+        "lab broker audit log #1: granted",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    // The lab's opened result is the summary the same module computes in the clear.
+    let clear = Vouch::new();
+    let csv = repo_root().join("examples/clinical/patients.csv");
+    let d = clear.add_q(&[csv.to_str().unwrap()]);
+    let module = repo_root().join("guests/wasm/clinical_summary.wasm");
+    let plain = run_json(&clear, &[module.to_str().unwrap(), "--input", &format!("{d}:patients.csv")]);
+    let summary = clear.ok(&["cat", &format!("{}/summary.csv", plain["output"].as_str().unwrap())]);
+    for line in summary.lines() {
+        assert!(out.contains(&format!("   | {line}\n")), "{line:?} missing from:\n{out}");
+    }
+}
