@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use sha2::{Digest, Sha256};
-use vouch_dag::{Discard, Params};
+use vouch_dag::{BlockSink, Discard, Params};
 use vouch_store::Store;
 
 use crate::import::import_reader;
@@ -310,6 +310,99 @@ fn bench_seal(size: u64) -> Result<()> {
         mbps(size, sealed),
         raw / sealed,
         plain / sealed
+    );
+    bench_key_release()
+}
+
+/// The extra latency a sealed input adds to a job: key release from this node's broker and
+/// from another node's broker over libp2p, next to a durable tiny job in the same run.
+fn bench_key_release() -> Result<()> {
+    use std::sync::Arc;
+    let scratch = tempfile::tempdir()?;
+    let (owner, compute) = (
+        crate::home::Home { dir: scratch.path().join("owner") },
+        crate::home::Home { dir: scratch.path().join("compute") },
+    );
+    let key = compute.identity()?;
+    owner.identity()?;
+    let store = compute.store()?;
+    let mut batch = store.batch()?;
+    let module = vouch_dag::file::import_bytes(&Params::default(), TINY.as_bytes(), &mut batch)?.cid;
+    batch.commit()?;
+    let lab = vouch_seal::HpkeSecretKey::generate().public();
+    let policy = format!(
+        "[modules]\nallow = [\"{module}\"]\n[evidence]\nrequire = [\"none\"]\nallow_insecure = true\n\
+         [results]\nrecipients = [\"{lab}\"]\nmax_output_bytes = 4194304\n"
+    );
+    let data = vec![7u8; 100_000];
+    let spec_for = |home: &crate::home::Home| -> Result<vouch_receipt::JobSpec> {
+        let (cid, _, _) =
+            crate::seal_cli::seal_into_store(home, &data[..], data.len() as u64, 1 << 16, Some(policy.clone()))?;
+        let mut spec = vouch_receipt::JobSpec::new(module);
+        spec.args = vec!["tiny.wasm".into()];
+        spec.inputs.insert("data".into(), cid);
+        spec.recipient = Some(lab.0.to_vec());
+        spec.limits.output_bytes = 1 << 20;
+        spec.limits.stdout_bytes = 1 << 16;
+        spec.limits.stderr_bytes = 1 << 16;
+        Ok(spec)
+    };
+    let local_spec = spec_for(&compute)?;
+    let remote_spec = spec_for(&owner)?;
+    // The compute node holds the owner's ciphertext (as it would after fetching it).
+    let owner_store = owner.store()?;
+    let mut batch = store.batch()?;
+    vouch_dag::car::walk_dag(&owner_store, &remote_spec.inputs["data"], |c, d| batch.put(c, d))?;
+    batch.commit()?;
+    drop(owner_store);
+
+    let attest = crate::job::Attest::none();
+    let runs = 100;
+    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<Vec<f64>> {
+        (0..runs + 5)
+            .map(|_| {
+                let t = Instant::now();
+                f().map(|()| t.elapsed().as_secs_f64() * 1e3)
+            })
+            .skip(5)
+            .collect()
+    };
+    let sandbox = crate::job::sandbox(&compute)?;
+    let mut plain_spec = local_spec.clone();
+    plain_spec.inputs.clear();
+    let job = time(&mut || crate::job::execute(&compute, &store, &sandbox, &key, &attest, &plain_spec).map(drop))?;
+    let local = time(&mut || {
+        let keys = crate::seal_cli::release(&compute, &store, &local_spec, &attest, &key, &[])?;
+        anyhow::ensure!(keys.len() == 1, "no key released");
+        Ok(())
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let broker: Arc<dyn vouch_node::KeyService> = Arc::new(crate::seal_cli::NodeBroker::new(&owner));
+    let config = vouch_node::NodeConfig {
+        api: "127.0.0.1:0".parse()?,
+        swarm: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+        ..vouch_node::NodeConfig::default()
+    };
+    let daemon = rt.block_on(vouch_node::Daemon::start_with(&owner.dir, config, None, Some(broker)))?;
+    let addr = daemon.info().swarm[0].clone();
+    let remote = time(&mut || {
+        let keys =
+            crate::seal_cli::release(&compute, &store, &remote_spec, &attest, &key, std::slice::from_ref(&addr))?;
+        anyhow::ensure!(keys.len() == 1, "no key released");
+        Ok(())
+    })?;
+    rt.block_on(daemon.shutdown())?;
+    let (job50, job99) = percentiles(job);
+    let (l50, l99) = percentiles(local);
+    let (r50, r99) = percentiles(remote);
+    println!("key release per job, one sealed input ({runs} runs; `none` evidence; audit log fsynced per decision)");
+    println!("{:<62} {:>8} {:>8} {:>9}", "", "p50 ms", "p99 ms", "p50/job");
+    println!("{:<62} {job50:>8.2} {job99:>8.2} {:>8.2}x", "durable tiny job, no sealed input (anchor: vouch run)", 1.0);
+    println!("{:<62} {l50:>8.2} {l99:>8.2} {:>8.2}x", "release from this node's broker", l50 / job50);
+    println!(
+        "{:<62} {r50:>8.2} {r99:>8.2} {:>8.2}x",
+        "release from another node's broker (libp2p; new connection)",
+        r50 / job50
     );
     Ok(())
 }
