@@ -103,11 +103,6 @@ fn unique() -> u64 {
     (u64::from(nanos) << 16) ^ NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-fn read_text(path: &Path) -> Result<String, TsmError> {
-    let bytes = read_blob(path)?;
-    Ok(String::from_utf8_lossy(&bytes).trim().to_owned())
-}
-
 fn read_blob(path: &Path) -> Result<Vec<u8>, TsmError> {
     use std::io::Read;
     let file = fs::File::open(path).map_err(io_err("open", path))?;
@@ -122,16 +117,56 @@ fn read_blob(path: &Path) -> Result<Vec<u8>, TsmError> {
     Ok(out)
 }
 
-fn read_generation(dir: &Path) -> Result<u64, TsmError> {
-    let path = dir.join("generation");
-    let text = read_text(&path)?;
-    text.parse().map_err(|_| TsmError::Malformed { what: "generation", detail: format!("{text:?} is not a number") })
+/// One configfs-tsm report entry's attributes, as the generator uses them. [`DirEntry`] is the
+/// kernel's (a directory under the report root); tests implement it with the kernel's side
+/// effects (a write bumps `generation`, reading `outblob` produces a report for the current
+/// `inblob`) to drive [`request_entry`] through races a plain directory cannot show.
+pub trait ReportEntry {
+    /// Read attribute `name` (`provider`, `outblob`, `auxblob`, `generation`), at most 1 MiB.
+    fn read(&mut self, name: &'static str) -> Result<Vec<u8>, TsmError>;
+    /// Write attribute `name` (`inblob`).
+    fn write(&mut self, name: &'static str, data: &[u8]) -> Result<(), TsmError>;
+    /// Where the entry is, for messages.
+    fn path(&self) -> PathBuf;
+}
+
+/// A report entry directory.
+#[derive(Clone, Debug)]
+pub struct DirEntry(pub PathBuf);
+
+impl ReportEntry for DirEntry {
+    fn read(&mut self, name: &'static str) -> Result<Vec<u8>, TsmError> {
+        read_blob(&self.0.join(name))
+    }
+    fn write(&mut self, name: &'static str, data: &[u8]) -> Result<(), TsmError> {
+        let path = self.0.join(name);
+        fs::write(&path, data).map_err(io_err("write", &path))
+    }
+    fn path(&self) -> PathBuf {
+        self.0.clone()
+    }
 }
 
 /// Request evidence in an existing report entry directory (what the kernel creates on `mkdir`).
 /// Public so that tests can drive a prepared directory; [`Tsm::generate`] creates and removes one.
 pub fn request(dir: &Path, binding: &[u8; 32]) -> Result<Generated, TsmError> {
-    let provider = read_text(&dir.join("provider"))?;
+    request_entry(&mut DirEntry(dir.to_owned()), binding)
+}
+
+fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim().to_owned()
+}
+
+fn generation_of(entry: &mut impl ReportEntry) -> Result<u64, TsmError> {
+    let text = text_of(&entry.read("generation")?);
+    text.parse().map_err(|_| TsmError::Malformed { what: "generation", detail: format!("{text:?} is not a number") })
+}
+
+/// [`request`] on any [`ReportEntry`]: write `inblob`, read `generation`, `outblob` (and, for
+/// SNP, `auxblob`), `generation` again; a changed generation or an `outblob` whose report data
+/// is not our `inblob` means another writer got in between, and the attempt is retried.
+pub fn request_entry(entry: &mut impl ReportEntry, binding: &[u8; 32]) -> Result<Generated, TsmError> {
+    let provider = text_of(&entry.read("provider")?);
     let snp = match provider.as_str() {
         "sev_guest" => true,
         "tdx_guest" => false,
@@ -141,12 +176,11 @@ pub fn request(dir: &Path, binding: &[u8; 32]) -> Result<Generated, TsmError> {
     inblob[..32].copy_from_slice(binding);
     let mut last = String::new();
     for _ in 0..ATTEMPTS {
-        let inblob_path = dir.join("inblob");
-        fs::write(&inblob_path, inblob).map_err(io_err("write", &inblob_path))?;
-        let before = read_generation(dir)?;
-        let outblob = read_blob(&dir.join("outblob"))?;
-        let aux = if snp { read_blob(&dir.join("auxblob")).ok() } else { None };
-        let after = read_generation(dir)?;
+        entry.write("inblob", &inblob)?;
+        let before = generation_of(entry)?;
+        let outblob = entry.read("outblob")?;
+        let aux = if snp { entry.read("auxblob").ok() } else { None };
+        let after = generation_of(entry)?;
         if before != after {
             last = format!("generation changed from {before} to {after} while reading outblob");
             continue;
@@ -168,7 +202,7 @@ pub fn request(dir: &Path, binding: &[u8; 32]) -> Result<Generated, TsmError> {
             Ok(Generated::Tdx { quote: outblob })
         };
     }
-    Err(TsmError::ConcurrentWriter { path: dir.to_owned(), detail: last })
+    Err(TsmError::ConcurrentWriter { path: entry.path(), detail: last })
 }
 
 fn snp_report_data(report: &[u8]) -> Result<[u8; 64], TsmError> {

@@ -2,12 +2,14 @@
 //! report entry (provider, inblob, outblob, auxblob, generation). The test plays the kernel: it
 //! pre-writes `outblob` from the real Milan sample report with its report data set to what the
 //! generator will write to `inblob` (so that report's signature no longer verifies: this tests
-//! the plumbing, not the firmware).
+//! the plumbing, not the firmware). `KernelEntry` goes further: an entry with the kernel's side
+//! effects (writes bump `generation`, reading `outblob` answers for the current `inblob` by
+//! replaying the real sample), through which another writer can be made to race the generator.
 
 use std::fs;
 use std::path::Path;
 
-use vouch_attest::tsm::{Generated, Tsm, TsmError, guid_bytes, parse_cert_table, request};
+use vouch_attest::tsm::{Generated, ReportEntry, Tsm, TsmError, guid_bytes, parse_cert_table, request, request_entry};
 
 const REPORT: &[u8] = include_bytes!("../testdata/snp/milan-report.bin");
 const VCEK: &[u8] = include_bytes!("../testdata/snp/milan-vcek.der");
@@ -150,4 +152,88 @@ fn cert_table_errors() {
     assert!(parse_cert_table(&t).unwrap_err().to_string().contains("outside"));
     // Listed twice.
     assert!(parse_cert_table(&cert_table(&[(GUID_VCEK, VCEK), (GUID_VCEK, VCEK)])).is_err());
+}
+
+/// A report entry with the kernel's side effects: every write bumps `generation`; reading
+/// `outblob` runs the "firmware" on the current `inblob`, which here replays the real Milan
+/// report with the requested report data. `intruder` writes another inblob (as a second
+/// process sharing the entry would) just before the n-th outblob reads.
+struct KernelEntry {
+    inblob: Vec<u8>,
+    generation: u64,
+    reads: usize,
+    intrude_on: Vec<usize>,
+    log: Vec<String>,
+}
+
+impl KernelEntry {
+    fn new(intrude_on: Vec<usize>) -> KernelEntry {
+        KernelEntry { inblob: vec![0; 64], generation: 0, reads: 0, intrude_on, log: Vec::new() }
+    }
+}
+
+impl ReportEntry for KernelEntry {
+    fn read(&mut self, name: &'static str) -> Result<Vec<u8>, TsmError> {
+        self.log.push(format!("read {name}"));
+        Ok(match name {
+            "provider" => b"sev_guest\n".to_vec(),
+            "generation" => format!("{}\n", self.generation).into_bytes(),
+            "auxblob" => cert_table(&[(GUID_VCEK, VCEK), (GUID_ASK, ASK), (GUID_ARK, ARK)]),
+            "outblob" => {
+                self.reads += 1;
+                if self.intrude_on.contains(&self.reads) {
+                    // Another writer's inblob lands between our write and our read.
+                    self.write("inblob", &[0xee; 64])?;
+                }
+                let mut report = REPORT.to_vec();
+                report[0x50..0x90].copy_from_slice(&self.inblob);
+                report
+            }
+            other => panic!("the generator read {other}"),
+        })
+    }
+    fn write(&mut self, name: &'static str, data: &[u8]) -> Result<(), TsmError> {
+        assert_eq!(name, "inblob", "the generator writes only inblob");
+        assert_eq!(data.len(), 64);
+        self.log.push(format!("write {name}"));
+        self.inblob = data.to_vec();
+        self.generation += 1;
+        Ok(())
+    }
+    fn path(&self) -> std::path::PathBuf {
+        "/fake/tsm/report/entry".into()
+    }
+}
+
+#[test]
+fn kernel_like_entry_replays_the_real_report_for_our_inblob() {
+    let binding = [0x42u8; 32];
+    let mut e = KernelEntry::new(vec![]);
+    let Generated::SevSnp(ev) = request_entry(&mut e, &binding).unwrap() else { panic!("not SNP") };
+    assert_eq!(&ev.report[0x50..0x70], &binding);
+    assert_eq!(&ev.report[0x70..0x90], &[0u8; 32]);
+    // Everything but the report data is the real sample's.
+    assert_eq!(&ev.report[..0x50], &REPORT[..0x50]);
+    assert_eq!(&ev.report[0x90..], &REPORT[0x90..]);
+    assert_eq!(ev.vcek, VCEK);
+    assert_eq!(
+        e.log,
+        ["read provider", "write inblob", "read generation", "read outblob", "read auxblob", "read generation"]
+    );
+}
+
+#[test]
+fn a_writer_between_our_write_and_read_is_retried_then_reported() {
+    let binding = [0x42u8; 32];
+    // Once: the first attempt sees the generation move and tries again.
+    let mut e = KernelEntry::new(vec![1]);
+    let Generated::SevSnp(ev) = request_entry(&mut e, &binding).unwrap() else { panic!("not SNP") };
+    assert_eq!(&ev.report[0x50..0x70], &binding);
+    assert_eq!(e.log.iter().filter(|l| *l == "write inblob").count(), 3, "ours, the intruder's, ours again");
+    // Every time: the generator gives up, naming the entry and what changed.
+    let mut e = KernelEntry::new((1..=vouch_attest::tsm::ATTEMPTS).collect());
+    let err = request_entry(&mut e, &binding).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, TsmError::ConcurrentWriter { .. }), "{msg}");
+    assert!(msg.contains("/fake/tsm/report/entry") && msg.contains("generation changed"), "{msg}");
 }
