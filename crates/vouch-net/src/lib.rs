@@ -31,6 +31,7 @@
 //! ```
 
 mod inbound;
+pub mod local;
 pub mod message;
 mod node;
 pub mod rpc;
@@ -87,6 +88,9 @@ pub struct Config {
     /// Inbound bitswap streams read at once (one reader task each, up to a 4 MiB frame buffer
     /// each); further streams wait in the queue above. Default: 1024.
     pub max_stream_readers: usize,
+    /// Talk to this machine only (see [`local`]): loopback listen and bootstrap addresses,
+    /// connections from or to anything else refused. Default: `false`.
+    pub local_only: bool,
 }
 
 impl Config {
@@ -107,6 +111,7 @@ impl Config {
             max_connections_per_peer: 4,
             max_pending_streams: 1024,
             max_stream_readers: 1024,
+            local_only: false,
         }
     }
 }

@@ -54,6 +54,7 @@ pub type Provider = (PeerId, Vec<Multiaddr>);
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    local: crate::local::Behaviour,
     limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
@@ -171,6 +172,17 @@ impl Node {
             identity::Keypair::ed25519_from_bytes(config.secret_key).map_err(|e| NetError::Key(e.to_string()))?;
         let peer_id = keypair.public().to_peer_id();
         let idle = config.idle_timeout;
+        let local_only = config.local_only;
+        if local_only {
+            for addr in config.listen.iter().chain(&config.bootstrap) {
+                if !crate::local::is_loopback(addr) {
+                    return Err(NetError::Listen {
+                        addr: addr.clone(),
+                        reason: "local-only mode: listen and bootstrap addresses must be loopback".into(),
+                    });
+                }
+            }
+        }
         let (inbound_behaviour, inbound_streams) = crate::inbound::Behaviour::new(config.max_pending_streams);
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(config.max_connections))
@@ -192,6 +204,7 @@ impl Node {
                 );
                 kad.set_mode(Some(kad::Mode::Server));
                 Behaviour {
+                    local: crate::local::Behaviour { enabled: local_only },
                     limits: connection_limits::Behaviour::new(limits),
                     identify: identify::Behaviour::new(
                         identify::Config::new("ipfs/0.1.0".into(), key.public())
@@ -355,12 +368,15 @@ impl Node {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 debug!(%peer_id, agent = %info.agent_version, "identified");
+                let mut addrs = info.listen_addrs;
+                if self.config.local_only {
+                    addrs.retain(crate::local::is_loopback);
+                }
                 if info.protocols.contains(&kad::PROTOCOL_NAME) {
-                    for addr in &info.listen_addrs {
+                    for addr in &addrs {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
                     }
                 }
-                let mut addrs = info.listen_addrs;
                 addrs.truncate(MAX_ADDRS);
                 self.identified.insert(peer_id, addrs);
             }
@@ -530,6 +546,11 @@ impl Node {
                 }
             }
             Command::Connect(addr, reply) => {
+                if self.config.local_only && !crate::local::is_loopback(&addr) {
+                    let reason = "local-only mode: not a loopback address".to_string();
+                    let _ = reply.send(Err(NetError::Dial { addr, reason }));
+                    return;
+                }
                 let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
                 let id = opts.connection_id();
                 match self.swarm.dial(opts) {

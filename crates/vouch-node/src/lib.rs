@@ -63,6 +63,9 @@ pub struct NodeConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Jobs run at once for the network (`jobs`); more are refused as busy. Default: 2.
     pub jobs: usize,
+    /// `local_only`: talk to this machine only (loopback listen and bootstrap addresses; any
+    /// other connection refused; `vouch_net::local`). Default: `false`.
+    pub local_only: bool,
 }
 
 impl Default for NodeConfig {
@@ -76,6 +79,7 @@ impl Default for NodeConfig {
             api: "127.0.0.1:5080".parse().expect("valid socket address"),
             bootstrap: Vec::new(),
             jobs: 2,
+            local_only: false,
         }
     }
 }
@@ -105,6 +109,9 @@ impl NodeConfig {
         if let Some(v) = obj.get("jobs") {
             let n = v.as_u64().filter(|n| (1..=1024).contains(n));
             self.jobs = n.ok_or_else(|| bad(format!("`jobs` must be a number from 1 to 1024, not {v}")))? as usize;
+        }
+        if let Some(v) = obj.get("local_only") {
+            self.local_only = v.as_bool().ok_or_else(|| bad(format!("`local_only` must be true or false, not {v}")))?;
         }
         if let Some(v) = obj.get("api") {
             let s = v.as_str().ok_or_else(|| bad("`api` must be a string like \"127.0.0.1:5080\"".into()))?;
@@ -200,6 +207,7 @@ impl Daemon {
         let mut net_config = vouch_net::Config::new(key.to_bytes());
         net_config.listen = config.swarm.clone();
         net_config.bootstrap = config.bootstrap.clone();
+        net_config.local_only = config.local_only;
         let (net, net_task) = Node::spawn(net_config, store.clone())?;
         let peer_id = net.peer_id();
         let swarm = net.listen_addrs().await?.into_iter().map(|a| a.with(Protocol::P2p(peer_id))).collect();
@@ -454,6 +462,11 @@ mod tests {
         assert!(err.starts_with("x.json: `swarm`: \"nope\" is not a multiaddr"), "{err}");
         let err = c.apply_json(&serde_json::json!({"api": 5}), "x.json").unwrap_err().to_string();
         assert!(err.contains("`api` must be a string"), "{err}");
+        assert!(!c.local_only);
+        c.apply_json(&serde_json::json!({"local_only": true}), "x.json").unwrap();
+        assert!(c.local_only);
+        let err = c.apply_json(&serde_json::json!({"local_only": "yes"}), "x.json").unwrap_err().to_string();
+        assert!(err.contains("`local_only` must be true or false"), "{err}");
     }
 
     #[test]

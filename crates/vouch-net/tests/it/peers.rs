@@ -194,3 +194,33 @@ async fn a_dag_moves_over_quic_and_job_requests_too() {
     client.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_only_mode_keeps_the_node_on_this_machine() {
+    // Listening beyond loopback is refused at start, naming the address.
+    let mut wide = vouch_net::Config::new([41; 32]);
+    wide.local_only = true;
+    wide.listen = vec!["/ip4/0.0.0.0/tcp/0".parse().unwrap()];
+    let err =
+        vouch_net::Node::spawn(wide, Arc::new(MemoryBlocks::default())).err().expect("a wide listen was accepted");
+    assert!(err.to_string().contains("0.0.0.0") && err.to_string().contains("local-only"), "{err}");
+
+    let (data, root, blocks) = file(300_000, 9);
+    let (server, _s) = node(42, Arc::new(blocks));
+    let mut cc = vouch_net::Config::new([43; 32]);
+    cc.local_only = true;
+    let (client, _c) = crate::node_with(cc, Arc::new(MemoryBlocks::default()));
+    // A peer elsewhere is never dialled.
+    let far: vouch_net::Multiaddr = "/ip4/10.255.255.1/tcp/4001".parse().unwrap();
+    let err = client.connect(far).await.unwrap_err();
+    assert!(matches!(err, NetError::Dial { .. }) && err.to_string().contains("local-only"), "{err}");
+    // Peers on this machine work as ever.
+    client.connect(server.listen_addrs().await.unwrap()[0].clone()).await.unwrap();
+    let mut sink = MemoryBlocks::default();
+    client.fetch_dag(root.cid, &mut sink, T).await.unwrap();
+    let mut out = Vec::new();
+    vouch_dag::export::read_file(&sink, &root.cid, &mut out).unwrap();
+    assert!(out == data);
+    client.shutdown().await;
+    server.shutdown().await;
+}
