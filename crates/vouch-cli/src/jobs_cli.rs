@@ -80,8 +80,9 @@ pub struct RunArgs {
     /// and `vouch open RESULT --key FILE` decrypts for the recipient.
     #[arg(long, value_name = "HEX")]
     pub recipient: Option<String>,
-    /// A data owner's node whose key broker may release the keys of sealed inputs (a multiaddr
-    /// with /p2p/PEER; repeatable). This node's own broker is asked first.
+    /// A data owner's node whose key broker may release the keys of sealed inputs or a sealed
+    /// module (a multiaddr with /p2p/PEER; repeatable). The node that runs the job asks its own
+    /// broker first, then these; with --node/--near the request carries them to that node.
     #[arg(long = "broker", value_name = "MULTIADDR")]
     pub brokers: Vec<String>,
     /// Run on another node instead of this one (a multiaddr, e.g. /ip4/127.0.0.1/tcp/4002/p2p/12D3…).
@@ -305,7 +306,7 @@ pub fn run(home: &Home, a: RunArgs) -> Result<()> {
     if let Some(target) = target {
         let fetch_timeout = parse_duration(&a.fetch_timeout).context("--fetch-timeout")?;
         let opts = a.trust.options(None)?;
-        let (result, peer) = crate::node_cli::run_remote(home, store, &spec, target, fetch_timeout, opts)?;
+        let (result, peer) = crate::node_cli::run_remote(home, store, &spec, target, fetch_timeout, opts, &a.brokers)?;
         print_run(&result, &result.stdout, a.json, Some(&peer.to_string()))?;
         if result.receipt.body.outcome != (vouch_receipt::Outcome::Exited { code: 0 }) {
             return Err(JobFailed(result.receipt.body.outcome.to_string()).into());

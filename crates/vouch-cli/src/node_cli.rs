@@ -52,7 +52,7 @@ impl NodeExecutor {
 }
 
 impl Executor for NodeExecutor {
-    fn execute(&self, store: &Store, spec: &JobSpec) -> Result<Cid, Refusal> {
+    fn execute(&self, store: &Store, spec: &JobSpec, brokers: &[String]) -> Result<Cid, Refusal> {
         let internal = |e: anyhow::Error| Refusal::Internal(format!("{e:#}"));
         if spec.deterministic
             && let Some((cid, _)) =
@@ -60,7 +60,15 @@ impl Executor for NodeExecutor {
         {
             return Ok(cid);
         }
-        let r = job::execute(&self.home, store, &self.sandbox, &self.key, &self.attest, spec).map_err(internal)?;
+        let brokers = brokers
+            .iter()
+            .map(|b| b.parse().map_err(|e| Refusal::BadRequest(format!("broker {b:?} is not a multiaddr: {e}"))))
+            .collect::<Result<Vec<vouch_net::Multiaddr>, Refusal>>()?;
+        // Keys for sealed parts: a broker's refusal is the job's refusal, with its rule.
+        let keys = crate::seal_cli::release(&self.home, store, spec, &self.attest, &self.key, &brokers)
+            .map_err(|e| Refusal::Policy(format!("{e:#}")))?;
+        let r = job::execute_with_keys(&self.home, store, &self.sandbox, &self.key, &self.attest, spec, &keys)
+            .map_err(internal)?;
         Ok(r.receipt_cid)
     }
 
@@ -286,6 +294,7 @@ pub fn run_remote(
     target: Target,
     fetch_timeout: Duration,
     opts: vouch_receipt::VerifyOptions,
+    brokers: &[String],
 ) -> Result<(JobResult, PeerId)> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -304,7 +313,9 @@ pub fn run_remote(
                 Target::Near(cid) => find_near(&net, cid, bootstrap.is_empty()).await?,
             };
             let wall = Duration::from_millis(spec.limits.wall_time_ms);
-            let body = JobRequest::new(spec, fetch_timeout).encode();
+            let mut request = JobRequest::new(spec, fetch_timeout);
+            request.brokers = brokers.to_vec();
+            let body = request.encode();
             let answer = net
                 .request(peer, &body, fetch_timeout * 2 + wall + Duration::from_secs(60))
                 .await

@@ -41,6 +41,10 @@ pub struct JobRequest {
     /// How long the node may wait for any one missing block of the module, inputs or mounts
     /// (milliseconds; capped by the node).
     pub fetch_timeout_ms: u64,
+    /// Nodes (multiaddrs with `/p2p/PEER`) whose key brokers may release the keys of the job's
+    /// sealed module or inputs (`docs/seal.md`). Omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub brokers: Vec<String>,
 }
 
 /// What the node answers.
@@ -113,6 +117,7 @@ impl JobRequest {
             version: PROTOCOL_VERSION,
             spec: spec.encode(),
             fetch_timeout_ms: u64::try_from(fetch_timeout.as_millis()).unwrap_or(u64::MAX),
+            brokers: Vec::new(),
         }
     }
 
@@ -150,7 +155,8 @@ impl JobResponse {
 pub trait Executor: Send + Sync + 'static {
     /// Run `spec` (or find its memoised receipt) and return the receipt's CID, stored and
     /// pinned in `store`. Blocking; called on a blocking thread.
-    fn execute(&self, store: &Store, spec: &JobSpec) -> Result<Cid, Refusal>;
+    /// `brokers` are the nodes the request names for the keys of sealed parts.
+    fn execute(&self, store: &Store, spec: &JobSpec, brokers: &[String]) -> Result<Cid, Refusal>;
 
     /// The evidence this node's receipts carry now, or, given a verifier's `nonce`, fresh
     /// evidence bound to it; its body stored in `store`. Answered as JSON by
@@ -246,9 +252,9 @@ impl Jobs {
     /// Run `spec` here: make its module, inputs and mounts local (waiting at most `timeout`
     /// for any one block), then execute it; the receipt's CID. Every step is recorded as the
     /// job's status.
-    pub(crate) async fn run(&self, spec: JobSpec, timeout: Duration) -> Result<Cid, Refusal> {
+    pub(crate) async fn run(&self, spec: JobSpec, timeout: Duration, brokers: Vec<String>) -> Result<Cid, Refusal> {
         let job = spec.cid();
-        let result = self.run_inner(spec, timeout).await;
+        let result = self.run_inner(spec, timeout, brokers).await;
         match &result {
             Ok(receipt) => self.set(job, JobStatus::Done { receipt: *receipt }),
             Err(r) => {
@@ -259,7 +265,7 @@ impl Jobs {
         result
     }
 
-    async fn run_inner(&self, spec: JobSpec, timeout: Duration) -> Result<Cid, Refusal> {
+    async fn run_inner(&self, spec: JobSpec, timeout: Duration, brokers: Vec<String>) -> Result<Cid, Refusal> {
         let job = spec.cid();
         let Some(executor) = self.executor.clone() else {
             return Err(Refusal::Policy("this node does not run jobs".into()));
@@ -284,7 +290,7 @@ impl Jobs {
         self.set(job, JobStatus::Running);
         tracing::debug!(%job, "running a job");
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || executor.execute(&store, &spec))
+        tokio::task::spawn_blocking(move || executor.execute(&store, &spec, &brokers))
             .await
             .map_err(|e| Refusal::Internal(format!("the executor failed: {e}")))?
     }
@@ -326,7 +332,7 @@ pub(crate) async fn serve(jobs: Arc<Jobs>) {
 async fn answer(jobs: &Jobs, body: &[u8]) -> Result<JobResponse, Refusal> {
     let request = JobRequest::decode(body)?;
     let spec = JobSpec::decode(&request.spec).map_err(|e| Refusal::BadRequest(format!("job spec: {e}")))?;
-    let receipt = jobs.run(spec, Duration::from_millis(request.fetch_timeout_ms)).await?;
+    let receipt = jobs.run(spec, Duration::from_millis(request.fetch_timeout_ms), request.brokers).await?;
     let store = jobs.store.clone();
     tokio::task::spawn_blocking(move || receipt_answer(&store, &receipt))
         .await

@@ -444,3 +444,77 @@ fn a_sealed_input_opens_on_another_node_only_with_its_owners_broker_consent() {
     ]);
     assert!(e.contains("--broker"), "{e}");
 }
+
+#[test]
+fn a_sealed_job_sent_with_node_gets_its_keys_on_the_node_that_runs_it() {
+    let module = guest("clinical_summary");
+    let csv = patients_csv();
+    let clear = Vouch::new();
+    let d = clear.add_q(&[&csv]);
+    let (_, plain, _) = run_json(&clear, &[&module, "--input", &format!("{d}:patients.csv")]);
+    let summary = clear.ok_bytes(&["cat", &format!("{}/summary.csv", plain["output"].as_str().unwrap())]);
+
+    let hospital = Daemon::start(&[]);
+    let compute = Daemon::start(&[&hospital.addr]);
+    let lab = Vouch::new();
+    let lab_pub = lab.ok(&["keygen", "-o", "lab.key"]);
+    let lab_pub = lab_pub.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
+    let module_cid = clear.add_q(&["-n", &module]);
+    let policy = hospital.v.write(
+        "hospital.toml",
+        format!(
+            "[modules]\nallow = [\"{module_cid}\"]\n[evidence]\nrequire = [\"none\"]\nallow_insecure = true\n\
+             [results]\nrecipients = [\"{lab_pub}\"]\nmax_output_bytes = 8388608\n"
+        )
+        .as_bytes(),
+    );
+    let out = hospital.v.ok(&["seal", &csv, "--policy", policy.to_str().unwrap(), "--json"]);
+    let sealed = serde_json::from_str::<Value>(&out).unwrap()["cid"].as_str().unwrap().to_string();
+    let input = format!("{sealed}:patients.csv");
+
+    // The lab sends the job to the compute node, naming the hospital's broker.
+    let args = [
+        module.as_str(),
+        "--node",
+        &compute.addr,
+        "--input",
+        &input,
+        "--recipient",
+        &lab_pub,
+        "--max-output",
+        "1MiB",
+        "--broker",
+        &hospital.addr,
+        "--allow-insecure",
+    ];
+    let (code, run, stderr) = run_json(&lab, &args);
+    assert_eq!(code, 0, "{run}\n{stderr}");
+    assert_eq!(run["ran_on"], compute.peer.as_str());
+    // The sealed result travelled back inline; only the lab opens it.
+    lab.ok(&["open", run["output"].as_str().unwrap(), "--key", "lab.key", "-o", "results"]);
+    assert!(std::fs::read(lab.path("results/summary.csv")).unwrap() == summary, "the result differs");
+    let log = hospital.v.ok(&["broker", "log"]);
+    assert_eq!(log.matches(" granted ").count(), 1, "{log}");
+
+    // A module the hospital did not approve: the compute node's refusal carries the rule.
+    let other = guest("echo_args");
+    let (code, _, stderr) = run_json(
+        &lab,
+        &[
+            &other,
+            "--node",
+            &compute.addr,
+            "--input",
+            &input,
+            "--recipient",
+            &lab_pub,
+            "--max-output",
+            "1MiB",
+            "--broker",
+            &hospital.addr,
+            "--allow-insecure",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("refused") && stderr.contains("modules.allow") && stderr.contains("(policy)"), "{stderr}");
+}
