@@ -377,7 +377,7 @@ fn bench_key_release() -> Result<()> {
         Ok(())
     })?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let broker: Arc<dyn vouch_node::KeyService> = Arc::new(crate::seal_cli::NodeBroker::new(&owner));
+    let broker: Arc<dyn vouch_node::KeyService> = Arc::new(crate::seal_cli::NodeBroker::new(&owner)?);
     let config = vouch_node::NodeConfig {
         api: "127.0.0.1:0".parse()?,
         swarm: vec!["/ip4/127.0.0.1/tcp/0".parse()?],

@@ -70,7 +70,7 @@ pub fn run() -> Result<()> {
     // The two owners' nodes, each serving its ciphertext and its broker.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let start = |h: &Home| {
-        let broker: Arc<dyn vouch_node::KeyService> = Arc::new(NodeBroker::new(h));
+        let broker: Arc<dyn vouch_node::KeyService> = Arc::new(NodeBroker::new(h)?);
         rt.block_on(Daemon::start_with(&h.dir, loopback()?, None, Some(broker))).map_err(anyhow::Error::from)
     };
     let (hd, ld) = (start(&hospital)?, start(&lab)?);

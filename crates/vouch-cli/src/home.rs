@@ -43,7 +43,8 @@ impl Home {
 
     /// `config.json` (created with defaults on first use). Keys the node reads: `tee`
     /// (`none`, `tpm`, `sev-snp`, `tdx`), `tcti`, `tsm_root`, `tdx_collateral` (a collateral
-    /// JSON file bundled into TDX evidence), `evidence_refresh_secs`.
+    /// JSON file bundled into TDX evidence), `evidence_refresh_secs`, `broker_trust_roots` (certificate
+    /// files the key broker appraises hardware evidence with).
     pub fn config(&self) -> Result<serde_json::Value> {
         self.ensure()?;
         let path = self.dir.join("config.json");

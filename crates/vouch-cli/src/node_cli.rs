@@ -114,7 +114,7 @@ pub fn node(home: &Home, a: NodeArgs) -> Result<()> {
     let config = node_config(home, a.config.as_deref())?;
     let executor = NodeExecutor::new(home, a.tee.as_deref(), a.tcti.as_deref())?;
     let technology = executor.attest.technology;
-    let broker: Arc<dyn vouch_node::KeyService> = Arc::new(crate::seal_cli::NodeBroker::new(home));
+    let broker: Arc<dyn vouch_node::KeyService> = Arc::new(crate::seal_cli::NodeBroker::new(home)?);
     vouch_node::run_foreground(&home.dir, config, Some(Arc::new(executor)), Some(broker), |info| {
         use std::io::Write;
         let mut out = std::io::stdout().lock();

@@ -92,6 +92,10 @@ struct KeyEntry {
     key: String,
     /// The access policy's TOML text, if any.
     policy: Option<String>,
+    /// The policy file it came from (absolute): the broker reads it at every request, so the
+    /// owner's edits (and its `appraisal_file`, relative to it) apply from the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy_path: Option<String>,
     plaintext_bytes: u64,
     created_at: u64,
 }
@@ -158,6 +162,7 @@ pub fn seal_into_store(
         key_id: header.key_id.to_string(),
         key: hex::encode(key.expose_secret()),
         policy,
+        policy_path: None,
         plaintext_bytes: len,
         created_at: unix_now(),
     };
@@ -186,6 +191,9 @@ pub fn seal(home: &Home, a: SealArgs) -> Result<()> {
     let (cid, object, key_id) = seal_into_store(home, file, meta.len(), chunk_size, policy.clone())
         .map_err(|e| anyhow!("sealing {}: {e:#}", a.path.display()))?;
     let has_policy = policy.is_some();
+    if let Some(p) = &a.policy {
+        record_policy_path(home, &object, p)?;
+    }
     if let Err(e) = crate::node_cli::announce(home, &cid) {
         eprintln!("warning: sealed and stored, but the running daemon did not announce it: {e:#}");
     }
@@ -594,11 +602,27 @@ pub struct NodeBroker {
 }
 
 impl NodeBroker {
-    pub fn new(home: &Home) -> NodeBroker {
-        NodeBroker {
-            home: Home { dir: home.dir.clone() },
-            state: std::sync::Mutex::new(vouch_seal::Broker::new(Vec::new())),
+    /// The broker of `home`. Hardware evidence is appraised with the certificates named by
+    /// `broker_trust_roots` in its config.json (PEM or DER files: a TPM EK CA, …) beyond the
+    /// vendor roots vouch-attest carries.
+    pub fn new(home: &Home) -> Result<NodeBroker> {
+        let config = home.config()?;
+        let mut roots = Vec::new();
+        if let Some(list) = config.get("broker_trust_roots") {
+            let list = list
+                .as_array()
+                .ok_or_else(|| anyhow!("config.json: `broker_trust_roots` must be a list of file paths"))?;
+            for p in list {
+                let p = p.as_str().ok_or_else(|| anyhow!("config.json: `broker_trust_roots`: {p} is not a path"))?;
+                let bytes = fs::read(p).with_context(|| format!("config.json: broker_trust_roots: {p}"))?;
+                roots.extend(
+                    vouch_attest::parse_certificates(&bytes)
+                        .map_err(|e| anyhow!("config.json: broker_trust_roots: {p}: {e}"))?,
+                );
+            }
         }
+        let state = std::sync::Mutex::new(vouch_seal::Broker::new(roots));
+        Ok(NodeBroker { home: Home { dir: home.dir.clone() }, state })
     }
 
     /// Register `object` from the keystore if it is there with a valid policy.
@@ -616,8 +640,11 @@ impl NodeBroker {
         let Some(text) = entry.policy.as_deref() else {
             return Err(refuse(format!("object {object} was sealed without an access policy: released to no runtime")));
         };
-        let policy =
-            AccessPolicy::from_toml_str(text).map_err(|e| refuse(format!("object {object}: its policy: {e}")))?;
+        let policy = match &entry.policy_path {
+            Some(path) => AccessPolicy::load(path),
+            None => AccessPolicy::from_toml_str(text),
+        }
+        .map_err(|e| refuse(format!("object {object}: its policy: {e}")))?;
         let data = vouch_dag::block::parse_cid(&entry.data).map_err(|e| refuse(format!("object {object}: {e}")))?;
         let key = entry_key(&entry).map_err(|e| refuse(e.to_string()))?;
         broker.update(*object, data, key, policy);
@@ -781,7 +808,7 @@ pub fn release(
     use vouch_seal::broker::{Decision, JobView, KeyRequest, request_nonce};
     let mut released = crate::job::Released::new();
     let job = spec.cid();
-    let mut links = Brokers { local: NodeBroker::new(home), remote: brokers.to_vec(), net: None, home };
+    let mut links = Brokers { local: NodeBroker::new(home)?, remote: brokers.to_vec(), net: None, home };
     let mut parts = vec![("module".to_string(), spec.module)];
     parts.extend(spec.inputs.iter().map(|(n, c)| (format!("input {n}"), *c)));
     for (what, cid) in &parts {
@@ -865,7 +892,7 @@ fn set_policy(home: &Home, object: &str, policy: &Path) -> Result<()> {
     }
     .ok_or_else(|| anyhow!("this node's broker holds no sealed object {object}"))?;
     let (object, data) = (entry.object.clone(), entry.data.clone());
-    store_policy(home, entry, text)?;
+    store_policy(home, entry, text, Some(policy))?;
     println!("policy   set for object {object} ({data})");
     Ok(())
 }
@@ -885,9 +912,21 @@ fn entry_by_cid(home: &Home, cid: &Cid) -> Result<Option<KeyEntry>> {
     Ok(None)
 }
 
-fn store_policy(home: &Home, mut entry: KeyEntry, text: String) -> Result<()> {
+fn store_policy(home: &Home, mut entry: KeyEntry, text: String, path: Option<&Path>) -> Result<()> {
     entry.policy = Some(text);
+    entry.policy_path = match path {
+        Some(p) => {
+            Some(fs::canonicalize(p).with_context(|| format!("{}", p.display()))?.to_string_lossy().into_owned())
+        }
+        None => None,
+    };
     write_entry(home, &entry)
+}
+
+fn record_policy_path(home: &Home, object: &ObjectId, path: &Path) -> Result<()> {
+    let entry = read_entry(home, object)?.ok_or_else(|| anyhow!("keystore entry {object} vanished"))?;
+    let text = entry.policy.clone().unwrap_or_default();
+    store_policy(home, entry, text, Some(path))
 }
 
 /// Set the access policy (TOML text, validated) of the sealed object `cid` this home's broker
@@ -895,5 +934,5 @@ fn store_policy(home: &Home, mut entry: KeyEntry, text: String) -> Result<()> {
 pub fn set_policy_text(home: &Home, cid: &Cid, text: &str) -> Result<()> {
     AccessPolicy::from_toml_str(text).map_err(|e| anyhow!("the access policy: {e}"))?;
     let entry = entry_by_cid(home, cid)?.ok_or_else(|| anyhow!("this node's broker holds no sealed object {cid}"))?;
-    store_policy(home, entry, text.to_owned())
+    store_policy(home, entry, text.to_owned(), None)
 }

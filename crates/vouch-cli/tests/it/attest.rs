@@ -576,6 +576,64 @@ mod swtpm {
         assert_eq!(json["pcrs"]["23"], pcr23.as_str(), "{json:#}");
 
         job_receipt_with_tpm_evidence_verifies_offline(&v, &tcti, root, &authority, &pcr23);
+        sealed_input_released_on_tpm_evidence(&v, &tcti, root, &authority, &pcr23);
+    }
+
+    /// The hospital's broker (a `vouch node` daemon) requires TPM evidence from an enrolled TPM
+    /// with the vouch binary measured in PCR 23; the compute node (this swtpm) gets the key with
+    /// `--tee tpm`, and is refused without it or when the policy pins another PCR 23.
+    fn sealed_input_released_on_tpm_evidence(v: &Vouch, tcti: &str, root: &str, authority: &str, pcr23: &str) {
+        let module = repo_root().join("guests/wasm/clinical_summary.wasm");
+        let module = module.to_str().unwrap();
+        let csv = repo_root().join("examples/clinical/patients.csv");
+        let module_cid = v.add_q(&[module]);
+        let owner = Vouch::new();
+        owner.ok(&["config", "broker_trust_roots", &serde_json::json!([root]).to_string()]);
+        let lab = owner.ok(&["keygen", "-o", "lab.key"]);
+        let lab = lab.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
+        let attest = |pcr: &str| {
+            format!("accept = [\"tpm\"]\n[tpm]\nenrollment_keys = [\"{authority}\"]\npcrs = {{ \"23\" = \"{pcr}\" }}\n")
+        };
+        owner.write("attest.toml", attest(pcr23).as_bytes());
+        let policy = owner.write(
+            "hospital.toml",
+            format!(
+                "[modules]\nallow = [\"{module_cid}\"]\n[evidence]\nrequire = [\"tpm\"]\nappraisal_file = \"attest.toml\"\n\
+                 [results]\nrecipients = [\"{lab}\"]\nmax_output_bytes = 8388608\n"
+            )
+            .as_bytes(),
+        );
+        let sealed = owner.ok(&["seal", csv.to_str().unwrap(), "--policy", policy.to_str().unwrap(), "--json"]);
+        let sealed = serde_json::from_str::<Value>(&sealed).unwrap()["cid"].as_str().unwrap().to_string();
+        owner.ok(&["car", "export", &sealed, "-o", "sealed.car"]);
+        v.ok(&["car", "import", owner.path("sealed.car").to_str().unwrap()]);
+        let hospital = crate::network::Daemon::start_in(owner, &[]);
+        let input = format!("{sealed}:patients.csv");
+        let run = |extra: &[&str]| {
+            let mut a = vec!["run", module, "--input", &input, "--recipient", &lab, "--max-output", "1MiB"];
+            a.extend_from_slice(&["--broker", &hospital.addr]);
+            a.extend_from_slice(extra);
+            super::run(v, &a)
+        };
+        let (code, stdout, stderr) = run(&["--tee", "tpm", "--tcti", tcti, "--json"]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(!stderr.contains("NO HARDWARE CLAIM"), "released on TPM evidence, not none: {stderr}");
+        let out: Value = serde_json::from_str(&stdout).unwrap();
+        let key = hospital.v.path("lab.key");
+        v.ok(&["open", out["output"].as_str().unwrap(), "--key", key.to_str().unwrap(), "-o", "tpm-results"]);
+        assert!(v.path("tpm-results/summary.csv").is_file());
+        let log = hospital.v.ok(&["broker", "log"]);
+        assert!(log.contains(" granted ") && log.contains("(tpm)"), "{log}");
+
+        // No TPM evidence: the policy requires it.
+        let (code, _, stderr) = run(&["--timeout", "59s"]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(one_line_error(&stderr).contains("evidence.require"), "{stderr}");
+        // The hospital now pins another binary in PCR 23: this node's evidence fails it.
+        hospital.v.write("attest.toml", attest(&"ab".repeat(32)).as_bytes());
+        let (code, _, stderr) = run(&["--tee", "tpm", "--tcti", tcti, "--timeout", "58s"]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(one_line_error(&stderr).contains("tpm-pcr-values"), "{stderr}");
     }
 
     /// `vouch run --tee tpm`: the receipt links TPM evidence for the node key; exported, it

@@ -24,7 +24,11 @@ pub struct Daemon {
 impl Daemon {
     /// Start a daemon on ephemeral loopback ports, bootstrapping from `bootstrap`.
     pub fn start(bootstrap: &[&str]) -> Daemon {
-        let v = Vouch::new();
+        Daemon::start_in(Vouch::new(), bootstrap)
+    }
+
+    /// [`Daemon::start`] in a home prepared beforehand.
+    pub fn start_in(v: Vouch, bootstrap: &[&str]) -> Daemon {
         let config = json!({ "swarm": ["/ip4/127.0.0.1/tcp/0"], "api": "127.0.0.1:0", "bootstrap": bootstrap });
         let cfg = v.write("node.json", config.to_string().as_bytes());
         let mut child = v
