@@ -181,6 +181,17 @@ impl Attest {
     }
 }
 
+/// Whether `dir` is on tmpfs (RAM-backed).
+fn is_tmpfs(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const TMPFS_MAGIC: libc::c_long = 0x0102_1994;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statfs buffer.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    rc == 0 && st.f_type as libc::c_long == TMPFS_MAGIC
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -227,7 +238,39 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Result<Scratch> {
-        let dir = tempfile::Builder::new().prefix("vouch-job-").tempdir().context("creating the job's scratch dir")?;
+        Scratch::new_in(&std::env::temp_dir())
+    }
+
+    /// Scratch space for a job with sealed parts or sealed results: on a RAM-backed filesystem,
+    /// so their plaintext never reaches a disk. `$VOUCH_PRIVATE_TMPDIR` if set (it must be
+    /// tmpfs), else `/dev/shm`; without either, the system temporary directory, with a warning.
+    pub fn private() -> Result<Scratch> {
+        if let Some(dir) = std::env::var_os("VOUCH_PRIVATE_TMPDIR") {
+            let dir = std::path::PathBuf::from(dir);
+            anyhow::ensure!(
+                is_tmpfs(&dir),
+                "VOUCH_PRIVATE_TMPDIR={}: not a RAM-backed (tmpfs) directory; plaintext of sealed jobs would reach a disk",
+                dir.display()
+            );
+            return Scratch::new_in(&dir);
+        }
+        let shm = Path::new("/dev/shm");
+        if is_tmpfs(shm) {
+            return Scratch::new_in(shm);
+        }
+        let tmp = std::env::temp_dir();
+        eprintln!(
+            "warning: no tmpfs for a sealed job's scratch space (set VOUCH_PRIVATE_TMPDIR): its plaintext goes to {}",
+            tmp.display()
+        );
+        Scratch::new_in(&tmp)
+    }
+
+    fn new_in(parent: &Path) -> Result<Scratch> {
+        let dir = tempfile::Builder::new()
+            .prefix("vouch-job-")
+            .tempdir_in(parent)
+            .with_context(|| format!("creating the job's scratch dir in {}", parent.display()))?;
         for sub in ["inputs", "mounts", "outputs"] {
             std::fs::create_dir(dir.path().join(sub)).context("creating the job's scratch dir")?;
         }
@@ -427,7 +470,7 @@ pub fn execute_with_keys(
     spec: &JobSpec,
     keys: &Released,
 ) -> Result<JobResult> {
-    let mut scratch = Scratch::new()?;
+    let mut scratch = if keys.is_empty() && spec.recipient.is_none() { Scratch::new()? } else { Scratch::private()? };
     let mut batch = store.batch()?;
     let evidence = attest.evidence(home, store, key, &mut batch)?;
     let e = run_job_with_keys(store, sandbox, key, &evidence, spec, &mut scratch, &mut batch, keys)?;

@@ -324,3 +324,24 @@ fn the_confidential_demo_plays_the_three_party_story() {
         assert!(out.contains(&format!("   | {line}\n")), "{line:?} missing from:\n{out}");
     }
 }
+
+#[test]
+fn a_sealed_job_keeps_its_scratch_space_off_the_disk() {
+    let v = Vouch::new();
+    let lab = v.ok(&["keygen", "-o", "lab.key"]);
+    let lab = lab.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
+    let module = repo_root().join("guests/wasm/echo_args.wasm");
+    let args = ["run", module.to_str().unwrap(), "--recipient", &lab, "--json"];
+    // A private scratch directory that is a disk directory is refused, naming it.
+    let out = v.cmd(&args).env("VOUCH_PRIVATE_TMPDIR", v.work()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("VOUCH_PRIVATE_TMPDIR") && err.contains("tmpfs"), "{err}");
+    if std::fs::metadata("/dev/shm").is_ok() {
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let out = v.cmd(&args).env("VOUCH_PRIVATE_TMPDIR", shm.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // It ran with its scratch space there, and left nothing behind.
+        assert_eq!(std::fs::read_dir(shm.path()).unwrap().count(), 0);
+    }
+}
