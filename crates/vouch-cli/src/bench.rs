@@ -372,7 +372,7 @@ fn bench_key_release() -> Result<()> {
     plain_spec.inputs.clear();
     let job = time(&mut || crate::job::execute(&compute, &store, &sandbox, &key, &attest, &plain_spec).map(drop))?;
     let local = time(&mut || {
-        let keys = crate::seal_cli::release(&compute, &store, &local_spec, &attest, &key, &[])?;
+        let keys = crate::seal_cli::release(&compute, &store, &local_spec, &attest, &key, &[], &[])?;
         anyhow::ensure!(keys.len() == 1, "no key released");
         Ok(())
     })?;
@@ -387,7 +387,7 @@ fn bench_key_release() -> Result<()> {
     let addr = daemon.info().swarm[0].clone();
     let remote = time(&mut || {
         let keys =
-            crate::seal_cli::release(&compute, &store, &remote_spec, &attest, &key, std::slice::from_ref(&addr))?;
+            crate::seal_cli::release(&compute, &store, &remote_spec, &attest, &key, std::slice::from_ref(&addr), &[])?;
         anyhow::ensure!(keys.len() == 1, "no key released");
         Ok(())
     })?;

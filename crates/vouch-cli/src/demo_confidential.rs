@@ -106,7 +106,7 @@ pub fn run() -> Result<()> {
     spec.limits.stderr_bytes = 1 << 16;
     let attest = crate::job::Attest::none();
     let key = compute.identity()?;
-    let keys = crate::seal_cli::release(&compute, &store, &spec, &attest, &key, &[haddr, laddr])?;
+    let keys = crate::seal_cli::release(&compute, &store, &spec, &attest, &key, &[haddr, laddr], &[])?;
     ensure!(keys.len() == 2, "expected the module key and the records key, got {}", keys.len());
     println!("5. both brokers released their keys to the compute node's runtime (evidence: none, dev mode)");
     let sandbox = crate::job::sandbox(&compute)?;

@@ -85,6 +85,10 @@ pub struct RunArgs {
     /// broker first, then these; with --node/--near the request carries them to that node.
     #[arg(long = "broker", value_name = "MULTIADDR")]
     pub brokers: Vec<String>,
+    /// A module endorsement (`vouch broker endorse`) to show the brokers, for policies that
+    /// admit modules by their signer (repeatable).
+    #[arg(long = "endorsement", value_name = "FILE")]
+    pub endorsements: Vec<PathBuf>,
     /// Run on another node instead of this one (a multiaddr, e.g. /ip4/127.0.0.1/tcp/4002/p2p/12D3…).
     /// Inputs may be CIDs only that node holds; the module and anything it lacks it fetches from
     /// this machine over bitswap. The receipt it returns is verified before success is printed.
@@ -306,7 +310,15 @@ pub fn run(home: &Home, a: RunArgs) -> Result<()> {
     if let Some(target) = target {
         let fetch_timeout = parse_duration(&a.fetch_timeout).context("--fetch-timeout")?;
         let opts = a.trust.options(None)?;
-        let (result, peer) = crate::node_cli::run_remote(home, store, &spec, target, fetch_timeout, opts, &a.brokers)?;
+        let endorsements = crate::seal_cli::read_endorsements(&a.endorsements)?;
+        let sources = vouch_node::KeySources {
+            brokers: a.brokers.clone(),
+            endorsements: endorsements
+                .iter()
+                .map(|e| serde_ipld_dagcbor::to_vec(e).expect("endorsements encode"))
+                .collect(),
+        };
+        let (result, peer) = crate::node_cli::run_remote(home, store, &spec, target, fetch_timeout, opts, &sources)?;
         print_run(&result, &result.stdout, a.json, Some(&peer.to_string()))?;
         if result.receipt.body.outcome != (vouch_receipt::Outcome::Exited { code: 0 }) {
             return Err(JobFailed(result.receipt.body.outcome.to_string()).into());
@@ -334,7 +346,8 @@ pub fn run(home: &Home, a: RunArgs) -> Result<()> {
                 .iter()
                 .map(|b| b.parse().with_context(|| format!("--broker {b:?} is not a multiaddr")))
                 .collect::<Result<Vec<vouch_net::Multiaddr>>>()?;
-            let keys = crate::seal_cli::release(home, &store, &spec, &attest, &key, &brokers)?;
+            let endorsements = crate::seal_cli::read_endorsements(&a.endorsements)?;
+            let keys = crate::seal_cli::release(home, &store, &spec, &attest, &key, &brokers, &endorsements)?;
             job::execute_with_keys(home, &store, &sandbox, &key, &attest, &spec, &keys)?
         }
     };

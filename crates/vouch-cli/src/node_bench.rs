@@ -41,7 +41,7 @@ pub fn bench_node(runs: usize, car_size: u64) -> Result<()> {
     let spec_bytes = spec.encode();
     let executor = Arc::new(NodeExecutor::new(&home, Some("none"), None)?);
     // First run executes; every later one is answered from the memoised receipt.
-    let receipt = executor.execute(&store, &spec, &[]).map_err(|r| anyhow::anyhow!("{r}"))?;
+    let receipt = executor.execute(&store, &spec, &Default::default()).map_err(|r| anyhow::anyhow!("{r}"))?;
     let warmup = 50;
     let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<Vec<f64>> {
         let mut v = Vec::with_capacity(runs);
@@ -55,7 +55,7 @@ pub fn bench_node(runs: usize, car_size: u64) -> Result<()> {
         Ok(v)
     };
     let direct = time(&mut || {
-        let r = executor.execute(&store, &spec, &[]).map_err(|r| anyhow::anyhow!("{r}"))?;
+        let r = executor.execute(&store, &spec, &Default::default()).map_err(|r| anyhow::anyhow!("{r}"))?;
         anyhow::ensure!(r == receipt, "the memoised receipt changed");
         Ok(())
     })?;

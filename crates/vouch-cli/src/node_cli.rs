@@ -52,7 +52,7 @@ impl NodeExecutor {
 }
 
 impl Executor for NodeExecutor {
-    fn execute(&self, store: &Store, spec: &JobSpec, brokers: &[String]) -> Result<Cid, Refusal> {
+    fn execute(&self, store: &Store, spec: &JobSpec, sources: &vouch_node::KeySources) -> Result<Cid, Refusal> {
         let internal = |e: anyhow::Error| Refusal::Internal(format!("{e:#}"));
         if spec.deterministic
             && let Some((cid, _)) =
@@ -60,12 +60,21 @@ impl Executor for NodeExecutor {
         {
             return Ok(cid);
         }
-        let brokers = brokers
+        let endorsements = sources
+            .endorsements
+            .iter()
+            .map(|b| {
+                serde_ipld_dagcbor::from_slice::<vouch_seal::ModuleEndorsement>(b)
+                    .map_err(|e| Refusal::BadRequest(format!("a module endorsement does not decode: {e}")))
+            })
+            .collect::<Result<Vec<_>, Refusal>>()?;
+        let brokers = sources
+            .brokers
             .iter()
             .map(|b| b.parse().map_err(|e| Refusal::BadRequest(format!("broker {b:?} is not a multiaddr: {e}"))))
             .collect::<Result<Vec<vouch_net::Multiaddr>, Refusal>>()?;
         // Keys for sealed parts: a broker's refusal is the job's refusal, with its rule.
-        let keys = crate::seal_cli::release(&self.home, store, spec, &self.attest, &self.key, &brokers)
+        let keys = crate::seal_cli::release(&self.home, store, spec, &self.attest, &self.key, &brokers, &endorsements)
             .map_err(|e| Refusal::Policy(format!("{e:#}")))?;
         let r = job::execute_with_keys(&self.home, store, &self.sandbox, &self.key, &self.attest, spec, &keys)
             .map_err(internal)?;
@@ -294,7 +303,7 @@ pub fn run_remote(
     target: Target,
     fetch_timeout: Duration,
     opts: vouch_receipt::VerifyOptions,
-    brokers: &[String],
+    sources: &vouch_node::KeySources,
 ) -> Result<(JobResult, PeerId)> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -314,7 +323,8 @@ pub fn run_remote(
             };
             let wall = Duration::from_millis(spec.limits.wall_time_ms);
             let mut request = JobRequest::new(spec, fetch_timeout);
-            request.brokers = brokers.to_vec();
+            request.brokers = sources.brokers.clone();
+            request.endorsements = sources.endorsements.iter().cloned().map(serde_bytes::ByteBuf::from).collect();
             let body = request.encode();
             let answer = net
                 .request(peer, &body, fetch_timeout * 2 + wall + Duration::from_secs(60))

@@ -65,6 +65,14 @@ pub enum BrokerCmd {
         #[arg(long)]
         policy: PathBuf,
     },
+    /// Endorse a module (by CID) with this node's key, for access policies that admit modules
+    /// by their signer (`modules.signers`): writes the endorsement (DAG-CBOR) and prints the
+    /// signer key to put in such a policy.
+    Endorse {
+        module: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// The broker's audit log: every key-release decision, the hash chain checked.
     Log {
         #[arg(long)]
@@ -406,6 +414,7 @@ pub fn broker(home: &Home, c: BrokerCmd) -> Result<()> {
     let json = match c {
         BrokerCmd::Keys { json } => json,
         BrokerCmd::Log { json } => return broker_log(home, json),
+        BrokerCmd::Endorse { module, output } => return endorse(home, &module, &output),
         BrokerCmd::Policy { object, policy } => return set_policy(home, &object, &policy),
     };
     let mut rows = Vec::new();
@@ -804,6 +813,7 @@ pub fn release(
     attest: &crate::job::Attest,
     node_key: &ed25519_dalek::SigningKey,
     brokers: &[vouch_net::Multiaddr],
+    endorsements: &[vouch_seal::ModuleEndorsement],
 ) -> Result<crate::job::Released> {
     use vouch_seal::broker::{Decision, JobView, KeyRequest, request_nonce};
     let mut released = crate::job::Released::new();
@@ -851,7 +861,7 @@ pub fn release(
             evidence: body,
             ephemeral_key: ephemeral.public(),
             challenge,
-            endorsements: Vec::new(),
+            endorsements: endorsements.to_vec(),
         };
         let refused = |r: vouch_seal::Refusal, who: String| {
             anyhow!(
@@ -935,4 +945,27 @@ pub fn set_policy_text(home: &Home, cid: &Cid, text: &str) -> Result<()> {
     AccessPolicy::from_toml_str(text).map_err(|e| anyhow!("the access policy: {e}"))?;
     let entry = entry_by_cid(home, cid)?.ok_or_else(|| anyhow!("this node's broker holds no sealed object {cid}"))?;
     store_policy(home, entry, text.to_owned(), None)
+}
+
+fn endorse(home: &Home, module: &str, output: &Path) -> Result<()> {
+    let cid = vouch_dag::block::parse_cid(module).with_context(|| format!("{module:?} is not a module CID"))?;
+    let key = home.identity()?;
+    let e = vouch_seal::ModuleEndorsement::sign(&key, &cid);
+    let bytes = serde_ipld_dagcbor::to_vec(&e).expect("endorsements encode");
+    fs::write(output, bytes).with_context(|| format!("{}", output.display()))?;
+    println!("endorsed {cid}");
+    println!("signer   {}", hex::encode(e.signer));
+    Ok(())
+}
+
+/// The module endorsements in `files` (`vouch broker endorse` output), each checked to decode.
+pub fn read_endorsements(files: &[PathBuf]) -> Result<Vec<vouch_seal::ModuleEndorsement>> {
+    files
+        .iter()
+        .map(|f| {
+            let bytes = fs::read(f).with_context(|| format!("--endorsement {}", f.display()))?;
+            serde_ipld_dagcbor::from_slice(&bytes)
+                .map_err(|e| anyhow!("--endorsement {}: not an endorsement: {e}", f.display()))
+        })
+        .collect()
 }

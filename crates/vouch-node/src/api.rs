@@ -408,11 +408,11 @@ async fn job_submit(State(s): State<AppState>, uri: Uri, body: Bytes) -> Result<
         let jobs = s.jobs.clone();
         // The status shows it at once; the job runs on after the answer.
         jobs.mark_submitted(job);
-        tokio::spawn(async move { jobs.run(spec, timeout, Vec::new()).await });
+        tokio::spawn(async move { jobs.run(spec, timeout, Default::default()).await });
         let body = json!({ "Job": job.to_string(), "Status": "submitted" });
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
-    match s.jobs.run(spec, timeout, Vec::new()).await {
+    match s.jobs.run(spec, timeout, Default::default()).await {
         Ok(receipt) => Ok(Json(job_json(&s, &job, &JobStatus::Done { receipt }).await?).into_response()),
         Err(r) => Ok(refusal_error(r)),
     }

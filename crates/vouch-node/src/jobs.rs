@@ -45,6 +45,18 @@ pub struct JobRequest {
     /// sealed module or inputs (`docs/seal.md`). Omitted when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub brokers: Vec<String>,
+    /// Module endorsements (each a DAG-CBOR `vouch_seal::ModuleEndorsement`) the node shows
+    /// the brokers, for policies that admit modules by their signer. Omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endorsements: Vec<serde_bytes::ByteBuf>,
+}
+
+/// Where the keys of a job's sealed parts come from: the brokers to ask and the endorsements to
+/// show them (both from the request).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeySources {
+    pub brokers: Vec<String>,
+    pub endorsements: Vec<Vec<u8>>,
 }
 
 /// What the node answers.
@@ -118,6 +130,7 @@ impl JobRequest {
             spec: spec.encode(),
             fetch_timeout_ms: u64::try_from(fetch_timeout.as_millis()).unwrap_or(u64::MAX),
             brokers: Vec::new(),
+            endorsements: Vec::new(),
         }
     }
 
@@ -155,8 +168,8 @@ impl JobResponse {
 pub trait Executor: Send + Sync + 'static {
     /// Run `spec` (or find its memoised receipt) and return the receipt's CID, stored and
     /// pinned in `store`. Blocking; called on a blocking thread.
-    /// `brokers` are the nodes the request names for the keys of sealed parts.
-    fn execute(&self, store: &Store, spec: &JobSpec, brokers: &[String]) -> Result<Cid, Refusal>;
+    /// `keys` says where the keys of sealed parts come from.
+    fn execute(&self, store: &Store, spec: &JobSpec, keys: &KeySources) -> Result<Cid, Refusal>;
 
     /// The evidence this node's receipts carry now, or, given a verifier's `nonce`, fresh
     /// evidence bound to it; its body stored in `store`. Answered as JSON by
@@ -252,9 +265,9 @@ impl Jobs {
     /// Run `spec` here: make its module, inputs and mounts local (waiting at most `timeout`
     /// for any one block), then execute it; the receipt's CID. Every step is recorded as the
     /// job's status.
-    pub(crate) async fn run(&self, spec: JobSpec, timeout: Duration, brokers: Vec<String>) -> Result<Cid, Refusal> {
+    pub(crate) async fn run(&self, spec: JobSpec, timeout: Duration, keys: KeySources) -> Result<Cid, Refusal> {
         let job = spec.cid();
-        let result = self.run_inner(spec, timeout, brokers).await;
+        let result = self.run_inner(spec, timeout, keys).await;
         match &result {
             Ok(receipt) => self.set(job, JobStatus::Done { receipt: *receipt }),
             Err(r) => {
@@ -265,7 +278,7 @@ impl Jobs {
         result
     }
 
-    async fn run_inner(&self, spec: JobSpec, timeout: Duration, brokers: Vec<String>) -> Result<Cid, Refusal> {
+    async fn run_inner(&self, spec: JobSpec, timeout: Duration, keys: KeySources) -> Result<Cid, Refusal> {
         let job = spec.cid();
         let Some(executor) = self.executor.clone() else {
             return Err(Refusal::Policy("this node does not run jobs".into()));
@@ -290,7 +303,7 @@ impl Jobs {
         self.set(job, JobStatus::Running);
         tracing::debug!(%job, "running a job");
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || executor.execute(&store, &spec, &brokers))
+        tokio::task::spawn_blocking(move || executor.execute(&store, &spec, &keys))
             .await
             .map_err(|e| Refusal::Internal(format!("the executor failed: {e}")))?
     }
@@ -332,7 +345,11 @@ pub(crate) async fn serve(jobs: Arc<Jobs>) {
 async fn answer(jobs: &Jobs, body: &[u8]) -> Result<JobResponse, Refusal> {
     let request = JobRequest::decode(body)?;
     let spec = JobSpec::decode(&request.spec).map_err(|e| Refusal::BadRequest(format!("job spec: {e}")))?;
-    let receipt = jobs.run(spec, Duration::from_millis(request.fetch_timeout_ms), request.brokers).await?;
+    let keys = KeySources {
+        brokers: request.brokers,
+        endorsements: request.endorsements.into_iter().map(serde_bytes::ByteBuf::into_vec).collect(),
+    };
+    let receipt = jobs.run(spec, Duration::from_millis(request.fetch_timeout_ms), keys).await?;
     let store = jobs.store.clone();
     tokio::task::spawn_blocking(move || receipt_answer(&store, &receipt))
         .await

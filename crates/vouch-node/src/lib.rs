@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 use vouch_net::{Multiaddr, NetError, Node, NodeHandle, PeerId, Protocol};
 use vouch_store::{Store, StoreError};
 
-pub use jobs::{Executor, JobRequest, JobResponse, JobStatus, Refusal};
+pub use jobs::{Executor, JobRequest, JobResponse, JobStatus, KeySources, Refusal};
 pub use vouch_net::AGENT_VERSION;
 
 /// File in `$VOUCH_HOME` holding the HTTP API address (`127.0.0.1:5080`) while a daemon runs.

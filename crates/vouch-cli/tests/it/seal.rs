@@ -345,3 +345,42 @@ fn a_sealed_job_keeps_its_scratch_space_off_the_disk() {
         assert_eq!(std::fs::read_dir(shm.path()).unwrap().count(), 0);
     }
 }
+
+#[test]
+fn modules_endorsed_by_an_approved_signer_get_the_key() {
+    let v = Vouch::new();
+    let module = repo_root().join("guests/wasm/clinical_summary.wasm");
+    let module_cid = v.add_q(&[module.to_str().unwrap()]);
+    let other_cid = v.add_q(&[repo_root().join("guests/wasm/echo_args.wasm").to_str().unwrap()]);
+    // The algorithm owner endorses its module; its key is what the data owner's policy names.
+    let out = v.ok(&["broker", "endorse", &module_cid, "-o", "endorsement.cbor"]);
+    let signer = out.lines().find_map(|l| l.strip_prefix("signer   ")).unwrap().trim().to_string();
+    v.ok(&["broker", "endorse", &other_cid, "-o", "other.cbor"]);
+    let lab = v.ok(&["keygen", "-o", "lab.key"]);
+    let lab = lab.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
+    let policy = v.write(
+        "p.toml",
+        format!(
+            "[modules]\nsigners = [\"{signer}\"]\n[evidence]\nrequire = [\"none\"]\nallow_insecure = true\n\
+             [results]\nrecipients = [\"{lab}\"]\nmax_output_bytes = 8388608\n"
+        )
+        .as_bytes(),
+    );
+    let csv = repo_root().join("examples/clinical/patients.csv");
+    let sealed = seal_json(&v, &[csv.to_str().unwrap(), "--policy", policy.to_str().unwrap()])["cid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let input = format!("{sealed}:patients.csv");
+    let base = ["run", &module_cid, "--input", &input, "--recipient", &lab, "--max-output", "1MiB"];
+    // Without an endorsement, or with one for another module: refused by the module rule.
+    let e = v.err(&base);
+    assert!(e.contains("modules.allow"), "{e}");
+    let e = v.err(&[&base[..], &["--endorsement", "other.cbor", "--timeout", "59s"]].concat());
+    assert!(e.contains("modules.allow"), "{e}");
+    // With the module's own endorsement: released.
+    v.ok(&[&base[..], &["--endorsement", "endorsement.cbor", "--timeout", "58s"]].concat());
+    // A file that is not an endorsement is named.
+    let e = v.err(&[&base[..], &["--endorsement", "lab.key", "--timeout", "57s"]].concat());
+    assert!(e.contains("lab.key") && e.contains("not an endorsement"), "{e}");
+}
