@@ -74,6 +74,19 @@ pub(crate) const TINY: &str = r#"(module
     (i32.store (i32.const 4) (i32.const 3))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 
+/// Microseconds of each of `runs` calls of `f`, after `warmup` untimed ones.
+pub(crate) fn time_us(runs: usize, warmup: usize, f: &mut dyn FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    let mut v = Vec::with_capacity(runs);
+    for i in 0..runs + warmup {
+        let t = Instant::now();
+        f()?;
+        if i >= warmup {
+            v.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    Ok(v)
+}
+
 pub(crate) fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
@@ -93,17 +106,7 @@ fn bench_job(runs: usize) -> Result<()> {
     let mut spec = vouch_receipt::JobSpec::new(module);
     spec.args = vec!["tiny.wasm".into()];
     let warmup = 50;
-    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<Vec<f64>> {
-        let mut v = Vec::with_capacity(runs);
-        for i in 0..runs + warmup {
-            let t = Instant::now();
-            f()?;
-            if i >= warmup {
-                v.push(t.elapsed().as_secs_f64() * 1e6);
-            }
-        }
-        Ok(v)
-    };
+    let time = |f: &mut dyn FnMut() -> Result<()>| time_us(runs, warmup, f);
 
     // Anchor: raw wasmtime, same module (pooling engine, bare WASI context, nothing else).
     let raw = vouch_sandbox::anchor::RawWasmtime::new(wasm)?;
@@ -130,7 +133,7 @@ fn bench_job(runs: usize) -> Result<()> {
     let in_process = time(&mut || {
         let b = batch.as_mut().expect("batch");
         let evidence = attest.evidence(&home, &store, &key, b)?;
-        crate::job::run_job(&store, &sandbox, &key, &evidence, &spec, &mut job_scratch, b)?;
+        crate::job::run_job(&store, &sandbox, &key, &evidence, &spec, &mut job_scratch, b, &Default::default())?;
         in_batch += 1;
         if in_batch == GROUP {
             batch.take().expect("batch").commit()?;
@@ -172,7 +175,16 @@ fn bench_job(runs: usize) -> Result<()> {
                         let mut batch = store.batch()?;
                         for _ in 0..GROUP {
                             let evidence = attest.evidence(&home, &store, &key, &mut batch)?;
-                            crate::job::run_job(&store, &sandbox, &key, &evidence, &spec, &mut scratch, &mut batch)?;
+                            crate::job::run_job(
+                                &store,
+                                &sandbox,
+                                &key,
+                                &evidence,
+                                &spec,
+                                &mut scratch,
+                                &mut batch,
+                                &Default::default(),
+                            )?;
                         }
                         batch.commit()?;
                         n += GROUP;

@@ -319,23 +319,11 @@ pub struct Executed {
 }
 
 /// Run `spec` (module and inputs already in the store) in `scratch`, sign the receipt, and put
-/// everything it names into `batch`, pinned by the receipt. Nothing is durable or memoised
-/// until the caller commits `batch` and calls [`remember`]: many jobs can share one commit.
-pub fn run_job(
-    store: &Store,
-    sandbox: &Sandbox,
-    key: &SigningKey,
-    evidence: &Evidence,
-    spec: &JobSpec,
-    scratch: &mut Scratch,
-    batch: &mut Batch<'_>,
-) -> Result<Executed> {
-    run_job_with_keys(store, sandbox, key, evidence, spec, scratch, batch, &Released::new())
-}
-
-/// [`run_job`] with sealed inputs opened by the released `keys`.
+/// everything it names into `batch`, pinned by the receipt; sealed parts are opened with the
+/// released `keys`. Nothing is durable or memoised until the caller commits `batch` and calls
+/// [`remember`]: many jobs can share one commit.
 #[allow(clippy::too_many_arguments)]
-pub fn run_job_with_keys(
+pub fn run_job(
     store: &Store,
     sandbox: &Sandbox,
     key: &SigningKey,
@@ -473,7 +461,7 @@ pub fn execute_with_keys(
     let mut scratch = if keys.is_empty() && spec.recipient.is_none() { Scratch::new()? } else { Scratch::private()? };
     let mut batch = store.batch()?;
     let evidence = attest.evidence(home, store, key, &mut batch)?;
-    let e = run_job_with_keys(store, sandbox, key, &evidence, spec, &mut scratch, &mut batch, keys)?;
+    let e = run_job(store, sandbox, key, &evidence, spec, &mut scratch, &mut batch, keys)?;
     batch.commit()?;
     remember_executed(home, &e)?;
     Ok(JobResult { receipt_cid: e.receipt_cid, receipt: e.receipt, cached: false, stdout: e.stdout })

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use vouch_dag::{BlockSink, Params};
 use vouch_node::{Executor, JobRequest, JobResponse, NodeConfig};
 
-use crate::bench::{TINY, generate, mbps, percentiles};
+use crate::bench::{TINY, generate, mbps, percentiles, time_us};
 use crate::home::Home;
 use crate::node_cli::NodeExecutor;
 
@@ -43,17 +43,7 @@ pub fn bench_node(runs: usize, car_size: u64) -> Result<()> {
     // First run executes; every later one is answered from the memoised receipt.
     let receipt = executor.execute(&store, &spec, &Default::default()).map_err(|r| anyhow::anyhow!("{r}"))?;
     let warmup = 50;
-    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<Vec<f64>> {
-        let mut v = Vec::with_capacity(runs);
-        for i in 0..runs + warmup {
-            let t = Instant::now();
-            f()?;
-            if i >= warmup {
-                v.push(t.elapsed().as_secs_f64() * 1e6);
-            }
-        }
-        Ok(v)
-    };
+    let time = |f: &mut dyn FnMut() -> Result<()>| time_us(runs, warmup, f);
     let direct = time(&mut || {
         let r = executor.execute(&store, &spec, &Default::default()).map_err(|r| anyhow::anyhow!("{r}"))?;
         anyhow::ensure!(r == receipt, "the memoised receipt changed");

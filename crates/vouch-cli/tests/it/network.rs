@@ -373,30 +373,7 @@ fn a_local_run_fetches_missing_inputs_through_the_running_daemon() {
 #[test]
 fn a_sealed_input_opens_on_another_node_only_with_its_owners_broker_consent() {
     let module = guest("clinical_summary");
-    let csv = patients_csv();
-    // The same job in the clear, elsewhere: what the lab must get back.
-    let clear = Vouch::new();
-    let d = clear.add_q(&[&csv]);
-    let (_, plain, _) = run_json(&clear, &[&module, "--input", &format!("{d}:patients.csv")]);
-    let summary = clear.ok_bytes(&["cat", &format!("{}/summary.csv", plain["output"].as_str().unwrap())]);
-
-    // The hospital: its node seals the records under its policy and runs the broker.
-    let hospital = Daemon::start(&[]);
-    let lab = Vouch::new();
-    let lab_pub = lab.ok(&["keygen", "-o", "lab.key"]);
-    let lab_pub = lab_pub.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
-    let module_cid = clear.add_q(&["-n", &module]);
-    let policy = hospital.v.write(
-        "hospital.toml",
-        format!(
-            "[modules]\nallow = [\"{module_cid}\"]\n[evidence]\nrequire = [\"none\"]\nallow_insecure = true\n\
-             [results]\nrecipients = [\"{lab_pub}\"]\nmax_output_bytes = 8388608\n"
-        )
-        .as_bytes(),
-    );
-    let out = hospital.v.ok(&["seal", &csv, "--policy", policy.to_str().unwrap(), "--json"]);
-    let sealed = serde_json::from_str::<Value>(&out).unwrap()["cid"].as_str().unwrap().to_string();
-    let input = format!("{sealed}:patients.csv");
+    let Story { summary, hospital, lab, lab_pub, input } = story(&module);
 
     // The compute node fetches the ciphertext and asks the hospital's broker for the key.
     let compute = Daemon::start(&[&hospital.addr]);
@@ -452,29 +429,8 @@ fn a_sealed_input_opens_on_another_node_only_with_its_owners_broker_consent() {
 #[test]
 fn a_sealed_job_sent_with_node_gets_its_keys_on_the_node_that_runs_it() {
     let module = guest("clinical_summary");
-    let csv = patients_csv();
-    let clear = Vouch::new();
-    let d = clear.add_q(&[&csv]);
-    let (_, plain, _) = run_json(&clear, &[&module, "--input", &format!("{d}:patients.csv")]);
-    let summary = clear.ok_bytes(&["cat", &format!("{}/summary.csv", plain["output"].as_str().unwrap())]);
-
-    let hospital = Daemon::start(&[]);
+    let Story { summary, hospital, lab, lab_pub, input } = story(&module);
     let compute = Daemon::start(&[&hospital.addr]);
-    let lab = Vouch::new();
-    let lab_pub = lab.ok(&["keygen", "-o", "lab.key"]);
-    let lab_pub = lab_pub.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
-    let module_cid = clear.add_q(&["-n", &module]);
-    let policy = hospital.v.write(
-        "hospital.toml",
-        format!(
-            "[modules]\nallow = [\"{module_cid}\"]\n[evidence]\nrequire = [\"none\"]\nallow_insecure = true\n\
-             [results]\nrecipients = [\"{lab_pub}\"]\nmax_output_bytes = 8388608\n"
-        )
-        .as_bytes(),
-    );
-    let out = hospital.v.ok(&["seal", &csv, "--policy", policy.to_str().unwrap(), "--json"]);
-    let sealed = serde_json::from_str::<Value>(&out).unwrap()["cid"].as_str().unwrap().to_string();
-    let input = format!("{sealed}:patients.csv");
 
     // The lab sends the job to the compute node, naming the hospital's broker.
     let args = [
@@ -521,4 +477,40 @@ fn a_sealed_job_sent_with_node_gets_its_keys_on_the_node_that_runs_it() {
     );
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("refused") && stderr.contains("modules.allow") && stderr.contains("(policy)"), "{stderr}");
+}
+
+/// The hospital and the lab, set up: the summary `module` computes in the clear (what the lab
+/// must get back), the hospital's daemon holding the records sealed under a policy that admits
+/// `module` and results for the lab only, the lab's home with its key (`lab.key`).
+struct Story {
+    summary: Vec<u8>,
+    hospital: Daemon,
+    lab: Vouch,
+    lab_pub: String,
+    /// `SEALED:patients.csv`.
+    input: String,
+}
+
+fn story(module: &str) -> Story {
+    let csv = patients_csv();
+    let clear = Vouch::new();
+    let d = clear.add_q(&[&csv]);
+    let (_, plain, _) = run_json(&clear, &[module, "--input", &format!("{d}:patients.csv")]);
+    let summary = clear.ok_bytes(&["cat", &format!("{}/summary.csv", plain["output"].as_str().unwrap())]);
+    let hospital = Daemon::start(&[]);
+    let lab = Vouch::new();
+    let lab_pub = lab.ok(&["keygen", "-o", "lab.key"]);
+    let lab_pub = lab_pub.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
+    let module_cid = clear.add_q(&["-n", module]);
+    let policy = hospital.v.write(
+        "hospital.toml",
+        format!(
+            "[modules]\nallow = [\"{module_cid}\"]\n[evidence]\nrequire = [\"none\"]\nallow_insecure = true\n\
+             [results]\nrecipients = [\"{lab_pub}\"]\nmax_output_bytes = 8388608\n"
+        )
+        .as_bytes(),
+    );
+    let out = hospital.v.ok(&["seal", &csv, "--policy", policy.to_str().unwrap(), "--json"]);
+    let sealed = serde_json::from_str::<Value>(&out).unwrap()["cid"].as_str().unwrap().to_string();
+    Story { summary, hospital, lab, lab_pub, input: format!("{sealed}:patients.csv") }
 }
