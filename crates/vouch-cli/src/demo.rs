@@ -77,7 +77,7 @@ pub fn run(home: &Home) -> Result<()> {
     );
     println!("   evidence: none — this machine made NO HARDWARE CLAIM; accepted here only because the demo");
     println!(
-        "   allows insecure receipts (hardware attestation is the next step: `vouch verify` rejects it by default)"
+        "   allows insecure receipts (`vouch run --tee tpm|sev-snp|tdx` attaches hardware evidence; `vouch verify` rejects `none` by default)"
     );
     println!(
         "Next: `vouch verify {} --allow-insecure --replay --explain` re-runs the job and checks every claim.",
