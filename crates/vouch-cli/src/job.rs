@@ -395,6 +395,7 @@ pub fn run_job(
         node_key,
         evidence: evidence.clone(),
         issued_at: unix_now(),
+        releases: keys.releases.clone(),
     };
     let receipt = Receipt::sign(body, key)?;
     let bytes = receipt.encode();
@@ -444,8 +445,42 @@ pub fn execute(
     execute_with_keys(home, store, sandbox, key, attest, spec, &Released::new())
 }
 
-/// Data keys released to this runtime for sealed inputs, by input CID.
-pub type Released = std::collections::HashMap<Cid, vouch_seal::DataKey>;
+/// Data keys released to this runtime for a job's sealed parts, by the part's CID, and the
+/// record of each release the receipt carries.
+#[derive(Default)]
+pub struct Released {
+    keys: std::collections::HashMap<Cid, vouch_seal::DataKey>,
+    pub releases: Vec<vouch_receipt::KeyRelease>,
+}
+
+impl Released {
+    pub fn new() -> Released {
+        Released::default()
+    }
+
+    /// Record the key of `sealed` (object `object`) released under `grant`.
+    pub fn insert(&mut self, sealed: Cid, object: [u8; 16], key: vouch_seal::DataKey, grant: &vouch_seal::Grant) {
+        self.keys.insert(sealed, key);
+        self.releases.push(vouch_receipt::KeyRelease {
+            object,
+            sealed,
+            policy: grant.policy,
+            insecure: grant.insecure,
+        });
+    }
+
+    pub fn get(&self, sealed: &Cid) -> Option<&vouch_seal::DataKey> {
+        self.keys.get(sealed)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
 
 /// [`execute`], with the sealed inputs in `keys` decrypted inside the runtime: the store keeps
 /// only their ciphertext.

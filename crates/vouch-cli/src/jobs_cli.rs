@@ -580,6 +580,15 @@ fn print_receipt(r: &Receipt) {
     if let Some(r) = &b.spec.recipient {
         println!("recipient {} (every result sealed to it in the runtime)", hex::encode(r));
     }
+    for r in &b.releases {
+        println!(
+            "released  {} (sealed object {}) under access policy sha256:{}{}",
+            r.sealed,
+            hex::encode(r.object),
+            hex::encode(r.policy),
+            if r.insecure { ", on `none` evidence (NO HARDWARE CLAIM)" } else { "" }
+        );
+    }
     println!("usage     {}", usage_line(&b.usage));
     println!(
         "runtime   vouch {}, wasmtime {}, engine {}",

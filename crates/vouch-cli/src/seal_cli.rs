@@ -878,7 +878,7 @@ pub fn release(
                 if g.insecure {
                     eprintln!("warning: key for {what} released on `none` evidence: NO HARDWARE CLAIM");
                 }
-                released.insert(*cid, key);
+                released.insert(*cid, object.0, key, &g);
             }
             BrokerAnswer::Decision { decision: Decision::Refused(r) } | BrokerAnswer::Refused { refusal: r } => {
                 return Err(refused(r, links.name(i)));

@@ -40,6 +40,7 @@
 //!     node_key,
 //!     evidence: Evidence::none(&node_key, b"nonce".to_vec()),
 //!     issued_at: 1_750_000_000,
+//!     releases: vec![],
 //! };
 //! let bytes = Receipt::sign(body, &key).unwrap().encode();
 //!
@@ -69,8 +70,8 @@ pub use cid::Cid;
 pub use ed25519_dalek::SigningKey;
 pub use error::Error;
 pub use receipt::{
-    Evidence, EvidenceBody, MAX_RECEIPT_BYTES, Outcome, RECEIPT_VERSION, REPORT_DATA_DOMAIN, Receipt, ReceiptBody,
-    Runtime, SIGNATURE_DOMAIN, Technology, Usage, report_data,
+    Evidence, EvidenceBody, KeyRelease, MAX_RECEIPT_BYTES, Outcome, RECEIPT_VERSION, REPORT_DATA_DOMAIN, Receipt,
+    ReceiptBody, Runtime, SIGNATURE_DOMAIN, Technology, Usage, report_data,
 };
 pub use spec::{
     JobSpec, Limits, MAX_MEMORY_BYTES, MAX_MOUNT_PATH_BYTES, MAX_NAME_BYTES, MAX_OUTPUT_BYTES, MAX_RECIPIENT_BYTES,

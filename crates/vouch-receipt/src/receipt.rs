@@ -70,6 +70,26 @@ pub struct ReceiptBody {
     pub evidence: Evidence,
     /// When the node signed the receipt, in seconds since the Unix epoch.
     pub issued_at: u64,
+    /// The keys of the job's sealed parts (module, inputs) and the access policies their owners'
+    /// brokers released them under. Absent: nothing sealed was read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<KeyRelease>,
+}
+
+/// One sealed part a job read, and the policy its key was released under (`docs/seal.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRelease {
+    /// The sealed object's id (its header's `object_id`).
+    #[serde(with = "serde_bytes")]
+    pub object: [u8; 16],
+    /// The ciphertext's CID: the job's module or one of its inputs.
+    pub sealed: Cid,
+    /// SHA-256 digest of the access policy the broker applied (`AccessPolicy::digest`).
+    #[serde(with = "serde_bytes")]
+    pub policy: [u8; 32],
+    /// The release rested on `none` evidence: NO HARDWARE CLAIM.
+    pub insecure: bool,
 }
 
 /// How a run ended. Every limit reached is an outcome, never a crash.
@@ -396,6 +416,7 @@ mod tests {
             node_key,
             evidence: Evidence::none(&node_key, vec![]),
             issued_at: 0,
+            releases: Vec::new(),
         }
     }
 

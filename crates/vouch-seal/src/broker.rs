@@ -208,6 +208,9 @@ pub struct Grant {
     pub recipient: [u8; 32],
     /// `true` when the evidence was `none`: NO HARDWARE CLAIM backed this release.
     pub insecure: bool,
+    /// The access policy the release was decided under ([`crate::AccessPolicy::digest`]).
+    #[serde(with = "serde_bytes")]
+    pub policy: [u8; 32],
 }
 
 /// A refused request: the rule (a policy field or `challenge`, `object`, `evidence`, …),
@@ -482,6 +485,7 @@ impl Broker {
             max_output_bytes: p.max_output_bytes,
             recipient: recipient.0,
             insecure,
+            policy: p.digest,
         })
     }
 }

@@ -60,6 +60,9 @@ pub struct AccessPolicy {
     pub recipients: Vec<HpkePublicKey>,
     /// Largest total of `output_bytes + stdout_bytes + stderr_bytes` a job may ask for.
     pub max_output_bytes: u64,
+    /// What the policy is, for the record (grants and receipts name it): SHA-256 of its TOML
+    /// text, or, with an `appraisal_file`, of the text ‖ 0x00 ‖ that file's text.
+    pub digest: [u8; 32],
 }
 
 /// What a job may ask for.
@@ -225,6 +228,7 @@ impl AccessPolicy {
         if challenge_ttl.is_zero() || challenge_ttl > MAX_CHALLENGE_TTL {
             return Err(Error::policy("evidence.challenge_ttl", format!("{challenge_ttl:?} is outside 1s..=1h")));
         }
+        let mut from_file = false;
         let appraisal_text = match (e.appraisal, e.appraisal_file) {
             (Some(_), Some(_)) => {
                 return Err(Error::policy(
@@ -237,6 +241,7 @@ impl AccessPolicy {
                     .map_err(|e| Error::policy("evidence.appraisal", format!("cannot re-encode: {e}")))?,
             ),
             (None, Some(file)) => {
+                from_file = true;
                 let Some(dir) = dir else {
                     return Err(Error::policy(
                         "evidence.appraisal_file",
@@ -247,6 +252,16 @@ impl AccessPolicy {
                 Some(std::fs::read_to_string(&path).map_err(|source| Error::PolicyIo { path, source })?)
             }
             (None, None) => None,
+        };
+        let digest = {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(text.as_bytes());
+            if let (true, Some(a)) = (from_file, &appraisal_text) {
+                h.update([0u8]);
+                h.update(a.as_bytes());
+            }
+            h.finalize().into()
         };
         let hardware: Vec<&String> = require.iter().filter(|t| *t != "none").collect();
         let appraisal = match appraisal_text {
@@ -321,6 +336,7 @@ impl AccessPolicy {
             capabilities,
             recipients,
             max_output_bytes: raw.results.max_output_bytes,
+            digest,
         })
     }
 }

@@ -5,6 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use serde_json::Value;
+use sha2::Digest;
 
 use crate::{Vouch, random_bytes, repo_root};
 
@@ -257,6 +258,13 @@ fn the_owner_computes_on_its_sealed_data_only_as_its_policy_allows() {
     // Allowed: the key is released into the runtime, the result sealed to the lab.
     let run = run_json(&v, &[&module_cid, "--input", &input, "--recipient", &lab, "--max-output", "1MiB"]);
     assert_eq!(run["outcome"]["kind"], "exited", "{run}");
+    // The receipt names the sealed input and the policy (the SHA-256 of the file's text).
+    let shown = v.ok(&["receipt", "show", run["receipt"].as_str().unwrap()]);
+    let digest = hex::encode(sha2::Sha256::digest(fs::read(&policy).unwrap()));
+    assert!(
+        shown.contains(&format!("released  {sealed} (sealed object ")) && shown.contains(&format!("sha256:{digest}")),
+        "{shown}"
+    );
     v.ok(&["open", run["output"].as_str().unwrap(), "--key", "lab.key", "-o", "results"]);
     assert!(fs::read(v.path("results/summary.csv")).unwrap() == summary, "the sealed run's result differs");
     // The plaintext records never reached the store.

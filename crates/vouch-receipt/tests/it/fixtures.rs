@@ -63,6 +63,7 @@ pub fn golden_body() -> ReceiptBody {
         node_key,
         evidence: Evidence::none(&node_key, vec![0x04; 32]),
         issued_at: AT,
+        releases: Vec::new(),
     }
 }
 

@@ -112,6 +112,7 @@ prop_compose! {
             node_key,
             evidence: Evidence::none(&node_key, nonce),
             issued_at,
+            releases: Vec::new(),
         };
         (Receipt::sign(body, &key).unwrap(), key)
     }
