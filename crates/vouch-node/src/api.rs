@@ -391,6 +391,8 @@ struct SubmitQuery {
     fetch_timeout: Option<String>,
     /// `false`: answer 202 at once and run the job in the background.
     wait: Option<bool>,
+    /// Comma-separated multiaddrs of key brokers for the job's sealed parts.
+    brokers: Option<String>,
 }
 
 /// Run a job: the body is its DAG-CBOR job spec (`JobSpec::encode`, as `vouch receipt export`
@@ -404,15 +406,19 @@ async fn job_submit(State(s): State<AppState>, uri: Uri, body: Bytes) -> Result<
         Err(e) => return Ok(refusal_error(Refusal::BadRequest(format!("the body is not a job spec: {e}")))),
     };
     let job = spec.cid();
+    let keys = crate::jobs::KeySources {
+        brokers: q.brokers.iter().flat_map(|b| b.split(',')).filter(|b| !b.is_empty()).map(str::to_owned).collect(),
+        endorsements: Vec::new(),
+    };
     if q.wait == Some(false) {
         let jobs = s.jobs.clone();
         // The status shows it at once; the job runs on after the answer.
         jobs.mark_submitted(job);
-        tokio::spawn(async move { jobs.run(spec, timeout, Default::default()).await });
+        tokio::spawn(async move { jobs.run(spec, timeout, keys).await });
         let body = json!({ "Job": job.to_string(), "Status": "submitted" });
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
-    match s.jobs.run(spec, timeout, Default::default()).await {
+    match s.jobs.run(spec, timeout, keys).await {
         Ok(receipt) => Ok(Json(job_json(&s, &job, &JobStatus::Done { receipt }).await?).into_response()),
         Err(r) => Ok(refusal_error(r)),
     }
@@ -617,7 +623,9 @@ pub(crate) fn openapi_doc() -> Value {
                 "parameters": [
                     { "name": "fetch-timeout", "in": "query", "required": false, "schema": {"type": "string", "default": "60s"},
                       "description": "per-block wait when fetching from peers" },
-                    { "name": "wait", "in": "query", "required": false, "schema": {"type": "boolean", "default": true} }
+                    { "name": "wait", "in": "query", "required": false, "schema": {"type": "boolean", "default": true} },
+                    { "name": "brokers", "in": "query", "required": false, "schema": {"type": "string"},
+                      "description": "comma-separated multiaddrs of key brokers for sealed parts (docs/seal.md)" }
                 ],
                 "requestBody": { "required": true, "content": { "application/vnd.ipld.dag-cbor": {} },
                                  "description": "the DAG-CBOR job spec (docs/job-spec.md), at most 1 MiB" },

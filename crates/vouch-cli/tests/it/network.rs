@@ -394,6 +394,21 @@ fn a_sealed_input_opens_on_another_node_only_with_its_owners_broker_consent() {
     assert_eq!(granted.len(), 1, "{log}");
     assert_eq!(granted[0]["node_key"], id["PublicKey"], "{log}");
 
+    // The same through the compute node's HTTP API, naming the broker in the query.
+    let module_cid: vouch_dag::Cid = compute.v.add_q(&["-n", &module]).parse().unwrap();
+    let mut spec = vouch_receipt::JobSpec::new(module_cid);
+    spec.args = vec!["clinical_summary.wasm".into()];
+    spec.inputs.insert("patients.csv".into(), input.split(':').next().unwrap().parse().unwrap());
+    spec.recipient = Some(hex::decode(&lab_pub).unwrap());
+    spec.limits.output_bytes = 1 << 20;
+    spec.limits.wall_time_ms = 57_000;
+    let api = format!("http://{}/api/v0/job/submit", compute.api);
+    let (status, e) = http_json("POST", &api, &spec.encode());
+    assert_eq!((status, &e["refusal"]), (403, &json!("policy")), "no broker named: {e}");
+    spec.limits.wall_time_ms = 56_000;
+    let (status, done) = http_json("POST", &format!("{api}?brokers={}", hospital.addr), &spec.encode());
+    assert_eq!((status, &done["Status"]), (200, &json!("done")), "{done}");
+
     // Another module: refused by the hospital's broker, naming the rule.
     let other = guest("echo_args");
     let e = compute.v.err(&[
