@@ -146,7 +146,9 @@ fn bench_job(runs: usize) -> Result<()> {
         b.commit()?;
     }
     // The `vouch run --no-cache` path: the same, committed and fsynced per job.
-    let durable = time(&mut || crate::job::execute(&home, &store, &sandbox, &key, &attest, &spec).map(drop))?;
+    let durable = time(&mut || {
+        crate::job::execute(&home, &store, &sandbox, &key, &attest, &spec, &Default::default()).map(drop)
+    })?;
 
     let row = |name: &str, v: Vec<f64>, anchor_p50: f64| {
         let (p50, p99) = percentiles(v);
@@ -382,7 +384,9 @@ fn bench_key_release() -> Result<()> {
     let sandbox = crate::job::sandbox(&compute)?;
     let mut plain_spec = local_spec.clone();
     plain_spec.inputs.clear();
-    let job = time(&mut || crate::job::execute(&compute, &store, &sandbox, &key, &attest, &plain_spec).map(drop))?;
+    let job = time(&mut || {
+        crate::job::execute(&compute, &store, &sandbox, &key, &attest, &plain_spec, &Default::default()).map(drop)
+    })?;
     let local = time(&mut || {
         let keys = crate::seal_cli::release(&compute, &store, &local_spec, &attest, &key, &[], &[])?;
         anyhow::ensure!(keys.len() == 1, "no key released");

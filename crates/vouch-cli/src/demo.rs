@@ -57,7 +57,15 @@ pub fn run(home: &Home) -> Result<()> {
     spec.args = vec!["clinical_summary.wasm".into()];
     spec.limits.fuel = Some(1_000_000_000);
     let sandbox = crate::job::sandbox(home)?;
-    let result = crate::job::execute(home, &store, &sandbox, &home.identity()?, &crate::job::Attest::none(), &spec)?;
+    let result = crate::job::execute(
+        home,
+        &store,
+        &sandbox,
+        &home.identity()?,
+        &crate::job::Attest::none(),
+        &spec,
+        &Default::default(),
+    )?;
     let b = &result.receipt.body;
     println!("5. ran clinical_summary.wasm ({ANALYSIS_LEN} bytes, module {module}) on it in the sandbox");
     println!("   job {}  outcome: {}", b.job, b.outcome);

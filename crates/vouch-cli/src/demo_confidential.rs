@@ -110,7 +110,7 @@ pub fn run() -> Result<()> {
     ensure!(keys.len() == 2, "expected the module key and the records key, got {}", keys.len());
     println!("5. both brokers released their keys to the compute node's runtime (evidence: none, dev mode)");
     let sandbox = crate::job::sandbox(&compute)?;
-    let result = crate::job::execute_with_keys(&compute, &store, &sandbox, &key, &attest, &spec, &keys)?;
+    let result = crate::job::execute(&compute, &store, &sandbox, &key, &attest, &spec, &keys)?;
     let b = &result.receipt.body;
     println!("6. ran job {}: {}", b.job, b.outcome);
     println!(

@@ -431,20 +431,6 @@ pub fn remember_executed(home: &Home, e: &Executed) -> Result<()> {
     Ok(())
 }
 
-/// Run `spec`, sign and store the receipt (with evidence from `attest`), pin it (and so
-/// everything it names), and remember it under the job CID: [`run_job`] with a scratch space
-/// and a batch of its own.
-pub fn execute(
-    home: &Home,
-    store: &Store,
-    sandbox: &Sandbox,
-    key: &SigningKey,
-    attest: &Attest,
-    spec: &JobSpec,
-) -> Result<JobResult> {
-    execute_with_keys(home, store, sandbox, key, attest, spec, &Released::new())
-}
-
 /// Data keys released to this runtime for a job's sealed parts, by the part's CID, and the
 /// record of each release the receipt carries.
 #[derive(Default)]
@@ -482,9 +468,11 @@ impl Released {
     }
 }
 
-/// [`execute`], with the sealed inputs in `keys` decrypted inside the runtime: the store keeps
-/// only their ciphertext.
-pub fn execute_with_keys(
+/// Run `spec`, sign and store the receipt (with evidence from `attest`), pin it (and so
+/// everything it names), and remember it under the job CID: [`run_job`] with a scratch space
+/// and a batch of its own. Sealed parts are opened with the released `keys` inside the runtime:
+/// the store keeps only their ciphertext.
+pub fn execute(
     home: &Home,
     store: &Store,
     sandbox: &Sandbox,

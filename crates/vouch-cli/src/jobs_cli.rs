@@ -348,7 +348,7 @@ pub fn run(home: &Home, a: RunArgs) -> Result<()> {
                 .collect::<Result<Vec<vouch_net::Multiaddr>>>()?;
             let endorsements = crate::seal_cli::read_endorsements(&a.endorsements)?;
             let keys = crate::seal_cli::release(home, &store, &spec, &attest, &key, &brokers, &endorsements)?;
-            job::execute_with_keys(home, &store, &sandbox, &key, &attest, &spec, &keys)?
+            job::execute(home, &store, &sandbox, &key, &attest, &spec, &keys)?
         }
     };
     let stdout = if result.cached { read_stream(&store, result.receipt.body.stdout)? } else { result.stdout.clone() };
@@ -758,8 +758,17 @@ fn replay(home: &Home, source: &Source, r: &Receipt) -> Result<String, String> {
         let sandbox = job::sandbox(home)?;
         let key = vouch_receipt::SigningKey::from_bytes(&rand::random());
         let scratch_home = Home { dir: scratch.path().to_path_buf() };
-        let again =
-            job::execute(&scratch_home, &store, &sandbox, &key, &job::Attest::none(), &r.body.spec)?.receipt.body;
+        let again = job::execute(
+            &scratch_home,
+            &store,
+            &sandbox,
+            &key,
+            &job::Attest::none(),
+            &r.body.spec,
+            &Default::default(),
+        )?
+        .receipt
+        .body;
         let b = &r.body;
         let pairs = [
             ("outcome", b.outcome.to_string(), again.outcome.to_string()),

@@ -76,8 +76,8 @@ impl Executor for NodeExecutor {
         // Keys for sealed parts: a broker's refusal is the job's refusal, with its rule.
         let keys = crate::seal_cli::release(&self.home, store, spec, &self.attest, &self.key, &brokers, &endorsements)
             .map_err(|e| Refusal::Policy(format!("{e:#}")))?;
-        let r = job::execute_with_keys(&self.home, store, &self.sandbox, &self.key, &self.attest, spec, &keys)
-            .map_err(internal)?;
+        let r =
+            job::execute(&self.home, store, &self.sandbox, &self.key, &self.attest, spec, &keys).map_err(internal)?;
         Ok(r.receipt_cid)
     }
 

@@ -589,8 +589,7 @@ mod swtpm {
         let module_cid = v.add_q(&[module]);
         let owner = Vouch::new();
         owner.ok(&["config", "broker_trust_roots", &serde_json::json!([root]).to_string()]);
-        let lab = owner.ok(&["keygen", "-o", "lab.key"]);
-        let lab = lab.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
+        let lab = owner.keygen("lab.key");
         let attest = |pcr: &str| {
             format!("accept = [\"tpm\"]\n[tpm]\nenrollment_keys = [\"{authority}\"]\npcrs = {{ \"23\" = \"{pcr}\" }}\n")
         };

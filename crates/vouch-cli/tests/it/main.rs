@@ -130,6 +130,13 @@ impl Vouch {
         one_line_error(&stderr)
     }
 
+    /// `vouch keygen -o FILE`: the recipient public key it printed (hex).
+    #[track_caller]
+    pub fn keygen(&self, file: &str) -> String {
+        let out = self.ok(&["keygen", "-o", file]);
+        out.lines().find_map(|l| l.strip_prefix("public   ")).expect("keygen prints the public key").trim().to_string()
+    }
+
     /// `vouch add -Q ARGS…`: the root CID.
     #[track_caller]
     pub fn add_q(&self, args: &[&str]) -> String {

@@ -448,21 +448,14 @@ fn a_sealed_job_sent_with_node_gets_its_keys_on_the_node_that_runs_it() {
     let compute = Daemon::start(&[&hospital.addr]);
 
     // The lab sends the job to the compute node, naming the hospital's broker.
-    let args = [
-        module.as_str(),
-        "--node",
-        &compute.addr,
-        "--input",
-        &input,
-        "--recipient",
-        &lab_pub,
-        "--max-output",
-        "1MiB",
-        "--broker",
-        &hospital.addr,
-        "--allow-insecure",
-    ];
-    let (code, run, stderr) = run_json(&lab, &args);
+    let args = |module: &str| -> Vec<String> {
+        [module, "--node", &compute.addr, "--input", &input, "--recipient", &lab_pub, "--max-output", "1MiB"]
+            .into_iter()
+            .chain(["--broker", &hospital.addr, "--allow-insecure"])
+            .map(str::to_owned)
+            .collect()
+    };
+    let (code, run, stderr) = run_json(&lab, &strs(&args(&module)));
     assert_eq!(code, 0, "{run}\n{stderr}");
     assert_eq!(run["ran_on"], compute.peer.as_str());
     // The sealed result travelled back inline; only the lab opens it.
@@ -473,23 +466,7 @@ fn a_sealed_job_sent_with_node_gets_its_keys_on_the_node_that_runs_it() {
 
     // A module the hospital did not approve: the compute node's refusal carries the rule.
     let other = guest("echo_args");
-    let (code, _, stderr) = run_json(
-        &lab,
-        &[
-            &other,
-            "--node",
-            &compute.addr,
-            "--input",
-            &input,
-            "--recipient",
-            &lab_pub,
-            "--max-output",
-            "1MiB",
-            "--broker",
-            &hospital.addr,
-            "--allow-insecure",
-        ],
-    );
+    let (code, _, stderr) = run_json(&lab, &strs(&args(&other)));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("refused") && stderr.contains("modules.allow") && stderr.contains("(policy)"), "{stderr}");
 }
@@ -514,8 +491,7 @@ fn story(module: &str) -> Story {
     let summary = clear.ok_bytes(&["cat", &format!("{}/summary.csv", plain["output"].as_str().unwrap())]);
     let hospital = Daemon::start(&[]);
     let lab = Vouch::new();
-    let lab_pub = lab.ok(&["keygen", "-o", "lab.key"]);
-    let lab_pub = lab_pub.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
+    let lab_pub = lab.keygen("lab.key");
     let module_cid = clear.add_q(&["-n", module]);
     let policy = hospital.v.write(
         "hospital.toml",
@@ -528,4 +504,9 @@ fn story(module: &str) -> Story {
     let out = hospital.v.ok(&["seal", &csv, "--policy", policy.to_str().unwrap(), "--json"]);
     let sealed = serde_json::from_str::<Value>(&out).unwrap()["cid"].as_str().unwrap().to_string();
     Story { summary, hospital, lab, lab_pub, input: format!("{sealed}:patients.csv") }
+}
+
+/// Borrowed views of owned arguments.
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }

@@ -240,8 +240,7 @@ fn the_owner_computes_on_its_sealed_data_only_as_its_policy_allows() {
 
     let v = Vouch::new();
     let module_cid = v.add_q(&[module]);
-    let lab = v.ok(&["keygen", "-o", "lab.key"]);
-    let lab = lab.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
+    let lab = v.keygen("lab.key");
     let policy = v.write(
         "hospital.toml",
         format!(
@@ -275,8 +274,7 @@ fn the_owner_computes_on_its_sealed_data_only_as_its_policy_allows() {
 
     // Refused, each naming its rule; nothing runs.
     let other = v.add_q(&[repo_root().join("guests/wasm/echo_args.wasm").to_str().unwrap()]);
-    let other_key = v.ok(&["keygen", "-o", "other.key"]);
-    let other_key = other_key.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
+    let other_key = v.keygen("other.key");
     for (args, rule) in [
         (vec![other.as_str(), "--input", &input, "--recipient", &lab, "--max-output", "1MiB"], "modules.allow"),
         (
@@ -336,8 +334,7 @@ fn the_confidential_demo_plays_the_three_party_story() {
 #[test]
 fn a_sealed_job_keeps_its_scratch_space_off_the_disk() {
     let v = Vouch::new();
-    let lab = v.ok(&["keygen", "-o", "lab.key"]);
-    let lab = lab.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
+    let lab = v.keygen("lab.key");
     let module = repo_root().join("guests/wasm/echo_args.wasm");
     let args = ["run", module.to_str().unwrap(), "--recipient", &lab, "--json"];
     // A private scratch directory that is a disk directory is refused, naming it.
@@ -364,8 +361,7 @@ fn modules_endorsed_by_an_approved_signer_get_the_key() {
     let out = v.ok(&["broker", "endorse", &module_cid, "-o", "endorsement.cbor"]);
     let signer = out.lines().find_map(|l| l.strip_prefix("signer   ")).unwrap().trim().to_string();
     v.ok(&["broker", "endorse", &other_cid, "-o", "other.cbor"]);
-    let lab = v.ok(&["keygen", "-o", "lab.key"]);
-    let lab = lab.lines().find_map(|l| l.strip_prefix("public   ")).unwrap().trim().to_string();
+    let lab = v.keygen("lab.key");
     let policy = v.write(
         "p.toml",
         format!(
