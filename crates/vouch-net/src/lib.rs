@@ -182,6 +182,8 @@ pub enum NetError {
     Blocks { cid: Cid, reason: String },
     #[error("writing block {cid} to the sink: {reason}")]
     Sink { cid: Cid, reason: String },
+    #[error("announcing {cid} on the DHT: {reason}")]
+    Provide { cid: Cid, reason: String },
     #[error(transparent)]
     Dag(#[from] DagError),
     #[error("the node has shut down")]

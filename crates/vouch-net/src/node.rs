@@ -67,10 +67,22 @@ enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Connect(Multiaddr, oneshot::Sender<Result<PeerId, NetError>>),
     Peers(oneshot::Sender<Vec<PeerId>>),
-    Want { cid: Cid, id: u64, reply: Reply },
-    Unwant { cid: Cid, id: u64 },
-    Provide(Cid),
-    FindProviders { cid: Cid, timeout: Duration, reply: oneshot::Sender<Vec<Provider>> },
+    Want {
+        cid: Cid,
+        id: u64,
+        reply: Reply,
+    },
+    Unwant {
+        cid: Cid,
+        id: u64,
+    },
+    /// Announce `cid`; the reply, if any, when the record has been sent to the closest peers.
+    Provide(Cid, Option<oneshot::Sender<Result<(), NetError>>>),
+    FindProviders {
+        cid: Cid,
+        timeout: Duration,
+        reply: oneshot::Sender<Vec<Provider>>,
+    },
     Bootstrap(Vec<Multiaddr>, oneshot::Sender<Result<(), NetError>>),
     Disconnect(PeerId, oneshot::Sender<bool>),
     Shutdown,
@@ -136,6 +148,8 @@ pub struct Node {
     banned: HashMap<PeerId, Instant>,
     dials: HashMap<libp2p::swarm::ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NetError>>)>,
     finds: HashMap<kad::QueryId, Find>,
+    /// Announcements whose caller waits for the record to be stored.
+    provides: HashMap<kad::QueryId, (Cid, oneshot::Sender<Result<(), NetError>>)>,
     /// Listen addresses connected peers reported through Identify (forgotten on disconnect).
     identified: HashMap<PeerId, Vec<Multiaddr>>,
     /// The peer that last sent a wanted block: new wants go to it as want-block first.
@@ -265,6 +279,7 @@ impl Node {
             banned: HashMap::new(),
             dials: HashMap::new(),
             finds: HashMap::new(),
+            provides: HashMap::new(),
             identified: HashMap::new(),
             last_sender: None,
         };
@@ -398,8 +413,21 @@ impl Node {
                         debug!(remaining = r.num_remaining, "kademlia bootstrap step")
                     }
                     kad::QueryResult::Bootstrap(Err(e)) => debug!("kademlia bootstrap: {e}"),
-                    kad::QueryResult::StartProviding(Ok(r)) => debug!(key = ?r.key, "provider record stored"),
-                    kad::QueryResult::StartProviding(Err(e)) => warn!("provider record not stored: {e}"),
+                    kad::QueryResult::StartProviding(r) => {
+                        let waiter = self.provides.remove(&id);
+                        match (r, waiter) {
+                            (Ok(r), w) => {
+                                debug!(key = ?r.key, "provider record stored");
+                                if let Some((_, reply)) = w {
+                                    let _ = reply.send(Ok(()));
+                                }
+                            }
+                            (Err(e), Some((cid, reply))) => {
+                                let _ = reply.send(Err(NetError::Provide { cid, reason: e.to_string() }));
+                            }
+                            (Err(e), None) => warn!("provider record not stored: {e}"),
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -607,11 +635,19 @@ impl Node {
                     }
                 }
             }
-            Command::Provide(cid) => {
-                if let Err(e) =
-                    self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&cid.hash().to_bytes()))
-                {
-                    warn!(%cid, "cannot announce provider record: {e}");
+            Command::Provide(cid, reply) => {
+                match self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&cid.hash().to_bytes())) {
+                    Ok(id) => {
+                        if let Some(reply) = reply {
+                            self.provides.insert(id, (cid, reply));
+                        }
+                    }
+                    Err(e) => match reply {
+                        Some(reply) => {
+                            let _ = reply.send(Err(NetError::Provide { cid, reason: e.to_string() }));
+                        }
+                        None => warn!(%cid, "cannot announce provider record: {e}"),
+                    },
                 }
             }
             Command::FindProviders { cid, timeout, reply } => {
@@ -1074,9 +1110,17 @@ impl NodeHandle {
         self.ask(Command::Peers).await
     }
 
-    /// Announce on the DHT that this node provides `cid` (Kademlia provider record).
+    /// Announce on the DHT that this node provides `cid` (Kademlia provider record). Returns once
+    /// the announcement has started; [`NodeHandle::provide_and_wait`] waits for it to be stored.
     pub async fn provide(&self, cid: Cid) -> Result<(), NetError> {
-        self.commands.send(Command::Provide(cid)).await.map_err(|_| NetError::Shutdown)
+        self.commands.send(Command::Provide(cid, None)).await.map_err(|_| NetError::Shutdown)
+    }
+
+    /// Announce `cid` as [`NodeHandle::provide`] does, and return once Kademlia has found the
+    /// closest peers and sent each of them the provider record (`ipfs routing provide` waits the
+    /// same way), or with the reason it could not.
+    pub async fn provide_and_wait(&self, cid: Cid) -> Result<(), NetError> {
+        self.ask(|reply| Command::Provide(cid, Some(reply))).await?
     }
 
     /// Find providers of `cid` on the DHT (Kademlia `GET_PROVIDERS` on `/ipfs/kad/1.0.0`, keyed by

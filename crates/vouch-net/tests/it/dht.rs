@@ -41,8 +41,9 @@ async fn a_provider_found_through_the_dht_is_dialled_and_fetched_from() {
     let nodes = network(40, vec![empty(), empty(), empty(), held]).await;
     let (n1, n2, n4) = (&nodes[1].0, &nodes[2].0, &nodes[4].0);
 
-    n4.provide(root).await.unwrap();
-    // The record has reached the DHT once another node finds it there.
+    // Returns once the record has been sent to the closest peers; before that a search from a
+    // node that cannot reach node 4 itself could come back empty.
+    n4.provide_and_wait(root).await.unwrap();
     eventually("node 2 finds node 4 as a provider", T, || async {
         n2.find_providers(root, Duration::from_secs(2)).await.unwrap().iter().any(|(p, _)| *p == n4.peer_id())
     })
