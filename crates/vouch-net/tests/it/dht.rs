@@ -85,13 +85,13 @@ async fn a_cid_nobody_provides_yields_no_providers_within_the_timeout() {
     let started = Instant::now();
     let providers = nodes[2].0.find_providers(cid, timeout).await.unwrap();
     assert!(providers.is_empty(), "{providers:?}");
-    assert!(started.elapsed() < timeout + Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(started.elapsed() < timeout + Duration::from_secs(5), "took {:?}", started.elapsed());
 
     // A node that knows no peer at all answers at once, empty.
     let (alone, _a) = node(59, Arc::new(MemoryBlocks::default()));
     let started = Instant::now();
     assert!(alone.find_providers(cid, timeout).await.unwrap().is_empty());
-    assert!(started.elapsed() < timeout + Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(started.elapsed() < timeout + Duration::from_secs(5), "took {:?}", started.elapsed());
 
     // Bootstrap addresses must name the peer.
     let err = alone.bootstrap(vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()]).await.unwrap_err();
