@@ -121,7 +121,9 @@ pub fn run() -> Result<()> {
 
     // The lab checks the receipt offline and opens its result.
     let bytes = store.get(&result.receipt_cid)?;
-    let opts = vouch_receipt::VerifyOptions { allow_insecure: true, ..Default::default() };
+    // Both keys must have been released under the owners' policy (here one text for both).
+    let owners = vec![vouch_seal::AccessPolicy::from_toml_str(&lab_policy)?.digest];
+    let opts = vouch_receipt::VerifyOptions { allow_insecure: true, access_policies: owners, ..Default::default() };
     let report = vouch_receipt::verify_with(&bytes, &opts, &|c| store.get(c).ok());
     ensure!(report.verified(), "the receipt did not verify: {:?}", report.first_failure());
     let output = b.output.context("the job wrote no output")?;
@@ -139,7 +141,10 @@ pub fn run() -> Result<()> {
     let summary = vouch_dag::export::resolve(&blocks, &root, "summary.csv")?;
     let mut text = Vec::new();
     vouch_dag::export::read_file(&blocks, &summary, &mut text)?;
-    println!("7. lab: receipt verified ({} claims), result opened with its key:", report.claims.len());
+    println!(
+        "7. lab: receipt verified ({} claims; both keys released under the owners' policy), result opened with its key:",
+        report.claims.len()
+    );
     for line in String::from_utf8_lossy(&text).lines() {
         println!("   | {line}");
     }

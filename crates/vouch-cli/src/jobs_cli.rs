@@ -662,6 +662,11 @@ pub struct VerifyArgs {
     pub nonce: Option<String>,
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// Require every key release the receipt records to have been made under this access policy
+    /// (a data or module owner's own policy file, docs/seal.md), and at least one release.
+    /// Repeatable: any of them.
+    #[arg(long = "access-policy", value_name = "FILE")]
+    pub access_policies: Vec<PathBuf>,
     /// List every claim checked, not only failures.
     #[arg(long, action = ArgAction::SetTrue)]
     pub explain: bool,
@@ -681,7 +686,11 @@ pub fn verify(home: &Home, a: VerifyArgs) -> Result<()> {
         }
         None => None,
     };
-    let opts = a.trust.options(expected_node_key)?;
+    let mut opts = a.trust.options(expected_node_key)?;
+    for p in &a.access_policies {
+        let policy = vouch_seal::AccessPolicy::load(p).with_context(|| format!("--access-policy {}", p.display()))?;
+        opts.access_policies.push(policy.digest);
+    }
     let report = vouch_receipt::verify_with(&bytes, &opts, &|cid| BlockSource::get(&source, cid).ok());
     let mut extra: Vec<(String, Result<String, String>)> = Vec::new();
     if let Some(named) = named {

@@ -393,6 +393,30 @@ struct SubmitQuery {
     wait: Option<bool>,
     /// Comma-separated multiaddrs of key brokers for the job's sealed parts.
     brokers: Option<String>,
+    /// Comma-separated module endorsements, each the hex of a DAG-CBOR `ModuleEndorsement`
+    /// (the file `vouch broker endorse` writes).
+    endorsements: Option<String>,
+}
+
+/// At most this many endorsements in one submission.
+const MAX_ENDORSEMENTS: usize = 16;
+
+fn endorsements(arg: Option<&str>) -> Result<Vec<Vec<u8>>, ApiError> {
+    let list: Vec<&str> = arg.iter().flat_map(|e| e.split(',')).filter(|e| !e.is_empty()).collect();
+    if list.len() > MAX_ENDORSEMENTS {
+        return Err(ApiError::bad_request(format!(
+            "endorsements: {} given, at most {MAX_ENDORSEMENTS} are accepted",
+            list.len()
+        )));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, e)| {
+            hex::decode(e).map_err(|err| {
+                ApiError::bad_request(format!("endorsements[{i}]: expected the hex of a DAG-CBOR endorsement: {err}"))
+            })
+        })
+        .collect()
 }
 
 /// Run a job: the body is its DAG-CBOR job spec (`JobSpec::encode`, as `vouch receipt export`
@@ -408,7 +432,7 @@ async fn job_submit(State(s): State<AppState>, uri: Uri, body: Bytes) -> Result<
     let job = spec.cid();
     let keys = crate::jobs::KeySources {
         brokers: q.brokers.iter().flat_map(|b| b.split(',')).filter(|b| !b.is_empty()).map(str::to_owned).collect(),
-        endorsements: Vec::new(),
+        endorsements: endorsements(q.endorsements.as_deref())?,
     };
     if q.wait == Some(false) {
         let jobs = s.jobs.clone();
@@ -625,7 +649,9 @@ pub(crate) fn openapi_doc() -> Value {
                       "description": "per-block wait when fetching from peers" },
                     { "name": "wait", "in": "query", "required": false, "schema": {"type": "boolean", "default": true} },
                     { "name": "brokers", "in": "query", "required": false, "schema": {"type": "string"},
-                      "description": "comma-separated multiaddrs of key brokers for sealed parts (docs/seal.md)" }
+                      "description": "comma-separated multiaddrs of key brokers for sealed parts (docs/seal.md)" },
+                    { "name": "endorsements", "in": "query", "required": false, "schema": {"type": "string"},
+                      "description": "comma-separated module endorsements, each the hex of a DAG-CBOR ModuleEndorsement (vouch broker endorse)" }
                 ],
                 "requestBody": { "required": true, "content": { "application/vnd.ipld.dag-cbor": {} },
                                  "description": "the DAG-CBOR job spec (docs/job-spec.md), at most 1 MiB" },

@@ -14,7 +14,7 @@ use crate::{Error, EvidenceBody, Outcome, Receipt, Technology, report_data};
 
 /// The claims [`verify`] checks, in the order it checks and reports them. Each is described in
 /// `docs/receipt.md`.
-pub const CLAIMS: [&str; 12] = [
+pub const CLAIMS: [&str; 13] = [
     "dag-cbor",
     "version",
     "schema",
@@ -27,6 +27,7 @@ pub const CLAIMS: [&str; 12] = [
     "evidence",
     "evidence-binding",
     "time",
+    "releases",
 ];
 
 /// What a verifier trusts and when it verifies.
@@ -48,6 +49,10 @@ pub struct VerifyOptions {
     pub policy: Policy,
     /// Trust roots (DER X.509) beyond the vendor roots built in: a TPM EK CA, for example.
     pub trust_roots: Vec<Vec<u8>>,
+    /// Access-policy digests (`AccessPolicy::digest`, `docs/seal.md`) the verifier accepts key
+    /// releases under: a data owner's own policy, say. Default: empty, any policy; when given,
+    /// the receipt must record at least one release and every release must name one of these.
+    pub access_policies: Vec<[u8; 32]>,
 }
 
 impl Default for VerifyOptions {
@@ -59,6 +64,7 @@ impl Default for VerifyOptions {
             max_clock_skew_secs: 300,
             policy: Policy::default(),
             trust_roots: Vec::new(),
+            access_policies: Vec::new(),
         }
     }
 }
@@ -320,6 +326,63 @@ fn check(
             ))
         },
     );
+
+    c.check("releases", releases(r, opts));
+}
+
+/// The `releases` claim: each release is of a part the job reads, rests on hardware evidence
+/// unless insecure receipts are allowed, and, when the verifier names access policies, was made
+/// under one of them.
+fn releases(r: &Receipt, opts: &VerifyOptions) -> Result<String, (String, String)> {
+    let b = &r.body;
+    let short = |d: &[u8; 32]| format!("sha256:{}", hex::encode(d));
+    if b.releases.is_empty() {
+        return match opts.access_policies.first() {
+            None => Ok("nothing sealed was read".into()),
+            Some(p) => Err((format!("key releases under access policy {}", short(p)), "no release recorded".into())),
+        };
+    }
+    let spec = &b.spec;
+    for rel in &b.releases {
+        let read = rel.sealed == spec.module
+            || spec.inputs.values().any(|c| *c == rel.sealed)
+            || spec.mounts.values().any(|c| *c == rel.sealed);
+        if !read {
+            return Err((
+                "each release is of the job's module, an input or a mount".into(),
+                format!("a release of {}, which the job does not read", rel.sealed),
+            ));
+        }
+        if rel.insecure && !opts.allow_insecure {
+            return Err((
+                "key releases on hardware evidence (or insecure receipts allowed)".into(),
+                format!("the key of {} released on `none` evidence (NO HARDWARE CLAIM)", rel.sealed),
+            ));
+        }
+        if !opts.access_policies.is_empty() && !opts.access_policies.contains(&rel.policy) {
+            let want: Vec<String> = opts.access_policies.iter().map(short).collect();
+            return Err((
+                format!("releases under access policy {}", want.join(" or ")),
+                format!("the key of {} released under {}", rel.sealed, short(&rel.policy)),
+            ));
+        }
+    }
+    let mut policies: Vec<String> = b.releases.iter().map(|r| short(&r.policy)).collect();
+    policies.sort();
+    policies.dedup();
+    let insecure = b.releases.iter().filter(|r| r.insecure).count();
+    Ok(format!(
+        "{} sealed part{} released under {}{}{}",
+        b.releases.len(),
+        if b.releases.len() == 1 { "" } else { "s" },
+        policies.join(", "),
+        if opts.access_policies.is_empty() { "" } else { ", each an accepted access policy" },
+        if insecure > 0 {
+            format!(", {insecure} on `none` evidence (NO HARDWARE CLAIM, insecure receipts allowed)")
+        } else {
+            String::new()
+        }
+    ))
 }
 
 /// The verification time and where it came from.

@@ -620,10 +620,12 @@ fn verify_reports_every_claim_and_which_one_failed() {
         assert!(line.starts_with(&format!("{status}  {name}: ")), "{line}");
     }
     let (output, stdout) = (field(&run, "output"), field(&run, "stdout"));
-    assert_eq!(lines[12], format!("passed  receipt-cid: {receipt}"));
-    assert_eq!(lines[13], format!("passed  output-blocks: {output}: 2 blocks present and intact"));
-    assert_eq!(lines[14], format!("passed  stdout-blocks: {stdout}: 1 block present and intact"));
-    assert!(lines[15].starts_with(&format!("verified {receipt}")));
+    let n = vouch_receipt::CLAIMS.len();
+    assert_eq!(lines[n - 1], "pass  releases: nothing sealed was read");
+    assert_eq!(lines[n], format!("passed  receipt-cid: {receipt}"));
+    assert_eq!(lines[n + 1], format!("passed  output-blocks: {output}: 2 blocks present and intact"));
+    assert_eq!(lines[n + 2], format!("passed  stdout-blocks: {stdout}: 1 block present and intact"));
+    assert!(lines[n + 3].starts_with(&format!("verified {receipt}")));
 
     // --json: the same, as data.
     let (code, out, _) = verify(&v, &[receipt, "--allow-insecure", "--json"]);
@@ -791,7 +793,7 @@ fn demo_runs_and_verifies_the_analysis() {
         .find_map(|l| l.strip_prefix("6. the node signed a receipt: "))
         .unwrap_or_else(|| panic!("no receipt line:\n{out}"));
     assert_eq!(codec(receipt), DAG_CBOR);
-    assert!(out.contains("\n7. verified it offline: 11 claims passed"), "{out}");
+    assert!(out.contains("\n7. verified it offline: 12 claims passed"), "{out}");
     assert!(out.contains("outcome: exited with code 0"), "{out}");
     assert!(out.contains("clinical_summary: 2000 patients, 3 treatments"), "{out}");
     // What it suggests next works, in its home.

@@ -510,3 +510,46 @@ fn story(module: &str) -> Story {
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
+
+#[test]
+fn a_job_submitted_over_http_shows_its_endorsements_to_the_brokers() {
+    let d = Daemon::start(&[]);
+    let module = guest("clinical_summary");
+    let module_cid = d.v.add_q(&[&module]);
+    let out = d.v.ok(&["broker", "endorse", &module_cid, "-o", "endorsement.cbor"]);
+    let signer = out.lines().find_map(|l| l.strip_prefix("signer   ")).unwrap().trim().to_string();
+    let lab = d.v.keygen("lab.key");
+    let policy = d.v.write(
+        "p.toml",
+        format!(
+            "[modules]\nsigners = [\"{signer}\"]\n[evidence]\nrequire = [\"none\"]\nallow_insecure = true\n\
+             [results]\nrecipients = [\"{lab}\"]\nmax_output_bytes = 8388608\n"
+        )
+        .as_bytes(),
+    );
+    let out = d.v.ok(&["seal", &patients_csv(), "--policy", policy.to_str().unwrap(), "--json"]);
+    let sealed: vouch_dag::Cid = serde_json::from_str::<Value>(&out).unwrap()["cid"].as_str().unwrap().parse().unwrap();
+    let mut spec = vouch_receipt::JobSpec::new(module_cid.parse().unwrap());
+    spec.args = vec!["clinical_summary.wasm".into()];
+    spec.inputs.insert("patients.csv".into(), sealed);
+    spec.recipient = Some(hex::decode(&lab).unwrap());
+    spec.limits.output_bytes = 1 << 20;
+    let api = format!("http://{}/api/v0/job/submit", d.api);
+
+    // No endorsement: the policy admits modules only by signer.
+    spec.limits.wall_time_ms = 59_000;
+    let (status, e) = http_json("POST", &api, &spec.encode());
+    assert_eq!((status, &e["refusal"]), (403, &json!("policy")), "{e}");
+    assert!(e.to_string().contains("modules.allow"), "{e}");
+    // Not hex: named, nothing runs.
+    let (status, e) = http_json("POST", &format!("{api}?endorsements=zz"), &spec.encode());
+    assert_eq!(status, 400, "{e}");
+    assert!(e.to_string().contains("endorsements[0]"), "{e}");
+    // The module's own endorsement: released, the job runs.
+    spec.limits.wall_time_ms = 58_000;
+    let endorsement = hex::encode(std::fs::read(d.v.path("endorsement.cbor")).unwrap());
+    let (status, done) = http_json("POST", &format!("{api}?endorsements={endorsement}"), &spec.encode());
+    assert_eq!((status, &done["Status"]), (200, &json!("done")), "{done}");
+    let log = d.v.ok(&["broker", "log"]);
+    assert_eq!((log.matches(" granted ").count(), log.matches(" refused ").count()), (1, 1), "{log}");
+}

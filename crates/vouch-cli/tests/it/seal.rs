@@ -264,6 +264,16 @@ fn the_owner_computes_on_its_sealed_data_only_as_its_policy_allows() {
         shown.contains(&format!("released  {sealed} (sealed object ")) && shown.contains(&format!("sha256:{digest}")),
         "{shown}"
     );
+    // The hospital checks the receipt against its own policy file; another policy fails.
+    let receipt = run["receipt"].as_str().unwrap();
+    let out = v.ok(&["verify", receipt, "--allow-insecure", "--access-policy", policy.to_str().unwrap(), "--explain"]);
+    assert!(out.contains("pass  releases: 1 sealed part released under sha256:"), "{out}");
+    let stricter =
+        v.write("stricter.toml", fs::read_to_string(&policy).unwrap().replace("8388608", "1048576").as_bytes());
+    let failed = v.run(&["verify", receipt, "--allow-insecure", "--access-policy", stricter.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(1), "{out}");
+    assert!(out.contains("FAIL  releases: expected releases under access policy sha256:"), "{out}");
     v.ok(&["open", run["output"].as_str().unwrap(), "--key", "lab.key", "-o", "results"]);
     assert!(fs::read(v.path("results/summary.csv")).unwrap() == summary, "the sealed run's result differs");
     // The plaintext records never reached the store.

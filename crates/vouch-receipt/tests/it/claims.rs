@@ -200,3 +200,56 @@ fn receipts_from_the_future_fail_time_beyond_the_skew() {
     // The system clock is well past 2025.
     assert!(verify(&golden().encode(), &VerifyOptions { at: None, ..insecure() }).verified());
 }
+
+#[test]
+fn key_releases_are_checked_against_the_job_the_evidence_and_the_pinned_policies() {
+    let model = golden().body.spec.inputs["model"];
+    let release = |sealed: Cid, policy: u8, insecure: bool| KeyRelease {
+        object: [7; 16],
+        sealed,
+        policy: [policy; 32],
+        insecure,
+    };
+    let mine = VerifyOptions { access_policies: vec![[0xaa; 32]], ..insecure() };
+
+    // Nothing sealed: passes, unless the verifier pins a policy it expects a release under.
+    assert!(matches!(status(&verify(&golden().encode(), &insecure()), "releases"),
+        Status::Passed { detail } if detail == "nothing sealed was read"));
+    let (expected, found) = first_failure(&verify(&golden().encode(), &mine), "releases");
+    assert_eq!(
+        (expected.as_str(), found.as_str()),
+        (format!("key releases under access policy sha256:{}", "aa".repeat(32)).as_str(), "no release recorded")
+    );
+
+    // A release of an input under the pinned policy, on hardware evidence, passes either way.
+    let ok = signed_with(|b| b.releases = vec![release(model, 0xaa, false)]);
+    for opts in [insecure(), mine.clone()] {
+        let report = verify(&ok, &opts);
+        assert!(report.verified(), "{report}");
+    }
+    assert!(matches!(status(&verify(&ok, &mine), "releases"),
+        Status::Passed { detail } if detail.starts_with("1 sealed part released under sha256:aaaa") && detail.contains("accepted access policy")));
+
+    // Under another policy than the one pinned.
+    let other = signed_with(|b| b.releases = vec![release(model, 0xaa, false), release(b.spec.module, 0xbb, false)]);
+    assert!(verify(&other, &insecure()).verified());
+    let (_, found) = first_failure(&verify(&other, &mine), "releases");
+    assert!(found.ends_with(&format!("released under sha256:{}", "bb".repeat(32))), "{found}");
+
+    // Of a CID the job never reads.
+    let stray = signed_with(|b| b.releases = vec![release(b.output.unwrap(), 0xaa, false)]);
+    let (expected, found) = first_failure(&verify(&stray, &insecure()), "releases");
+    assert!(expected.contains("module, an input or a mount"), "{expected}");
+    assert!(found.contains("which the job does not read"), "{found}");
+
+    // On `none` evidence: only with insecure receipts allowed, and said so.
+    let weak = signed_with(|b| b.releases = vec![release(model, 0xaa, true)]);
+    assert!(matches!(status(&verify(&weak, &insecure()), "releases"),
+        Status::Passed { detail } if detail.contains("NO HARDWARE CLAIM")));
+    let strict = VerifyOptions { allow_insecure: false, ..insecure() };
+    let report = verify(&weak, &strict);
+    assert!(
+        matches!(status(&report, "releases"), Status::Failed { found, .. } if found.contains("released on `none` evidence")),
+        "{report}"
+    );
+}
