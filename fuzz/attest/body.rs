@@ -1,7 +1,8 @@
-//! The logic of the `evidence_snp`, `evidence_dcap` and `evidence_tpm` fuzz targets, as plain
-//! functions: `fuzz_targets/evidence_*.rs` wrap them, and vouch-cli's integration tests
-//! (`tests/it/attest.rs`) include this file and run them over the committed real evidence in
-//! `crates/vouch-attest/testdata`, its truncations and byte flips, so CI exercises them too.
+//! The logic of the `evidence_snp`, `evidence_dcap`, `evidence_tpm` and `evidence_tpm_tools`
+//! fuzz targets, as plain functions: `fuzz_targets/evidence_*.rs` wrap them, and vouch-cli's
+//! integration tests (`tests/it/attest.rs`) include this file and run them over the committed
+//! real evidence in `crates/vouch-attest/testdata` and real tpm2-tools output, their truncations
+//! and byte flips, so CI exercises them too.
 //!
 //! Each feeds arbitrary bytes to `vouch_attest::appraise` twice: as the evidence body itself (the
 //! DAG-CBOR decoder) and wrapped as the raw report / quote of a well-formed body (the technology's
@@ -77,4 +78,39 @@ pub fn evidence_dcap(data: &[u8]) {
 /// `evidence_tpm`: bytes as a TPM evidence body.
 pub fn evidence_tpm(data: &[u8]) {
     run("tpm", data);
+}
+
+/// `evidence_tpm_tools`: bytes as the four tpm2-tools files of `vouch attest verify --format
+/// tpm-quote`: three big-endian u16 lengths, then the quote (`TPMS_ATTEST`), the signature and
+/// the AK public key; the rest is the PCR file (none when empty).
+pub fn evidence_tpm_tools(data: &[u8]) {
+    let len = |i: usize| data.get(i..i + 2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as usize);
+    let mut rest = data.get(6..).unwrap_or_default();
+    let mut parts = Vec::new();
+    for i in 0..3 {
+        let (part, tail) = rest.split_at(len(2 * i).min(rest.len()));
+        parts.push(part);
+        rest = tail;
+    }
+    tpm_tools_files(parts[0], parts[1], parts[2], (!rest.is_empty()).then_some(rest));
+}
+
+/// The tpm2-tools parsers over each file, then, when all parse, the appraisal: never a panic,
+/// the claims named as for TPM evidence.
+pub fn tpm_tools_files(quote: &[u8], signature: &[u8], ak: &[u8], pcrs: Option<&[u8]>) {
+    use vouch_attest::tpm::tools;
+    let _ = tools::is_tpms_attest(quote);
+    let selection = tools::quote_selection(quote);
+    let pcrs = pcrs.map(|p| tools::parse_pcrs(p, &selection));
+    let Ok(ak) = tools::parse_ak(ak) else { return };
+    let Ok(sig) = tools::parse_signature(signature, &ak) else { return };
+    let pcrs = match pcrs {
+        Some(Ok(p)) => Some(p),
+        Some(Err(_)) => return,
+        None => None,
+    };
+    for qualifying in [None, Some(&[0x5a; 32][..])] {
+        let checks = tools::appraise(quote, &sig, &ak, pcrs.as_ref(), qualifying, &Policy::default());
+        check_invariants("tpm", &checks);
+    }
 }

@@ -43,6 +43,20 @@ pub struct Context<'a> {
 /// `technology` check and nothing else.
 pub fn appraise(technology: &str, evidence: &[u8], policy: &Policy, ctx: &Context<'_>) -> Checks {
     let mut checks = Checks::new();
+    let Some(tech) = accept_technology(technology, policy, &mut checks) else {
+        return checks;
+    };
+    match tech {
+        Technology::Tpm => tpm::appraise(evidence, policy.tpm.as_ref(), ctx, &mut checks),
+        Technology::SevSnp => snp::appraise(evidence, &policy.sev_snp, ctx, &mut checks),
+        Technology::Tdx => dcap::appraise_tdx(evidence, &policy.tdx, ctx, &mut checks),
+        Technology::Sgx => dcap::appraise_sgx(evidence, &policy.sgx, ctx, &mut checks),
+    }
+    checks
+}
+
+/// The `technology` claim: does `policy` accept `technology`? Returns it when it does.
+pub(crate) fn accept_technology(technology: &str, policy: &Policy, checks: &mut Checks) -> Option<Technology> {
     let accepted: Vec<&str> = policy.accept.iter().map(|t| t.name()).collect();
     let Some(tech) = Technology::from_name(technology).filter(|t| policy.accept.contains(t)) else {
         let found = match technology {
@@ -51,16 +65,10 @@ pub fn appraise(technology: &str, evidence: &[u8], policy: &Policy, ctx: &Contex
             t => format!("unknown technology {t:?}"),
         };
         checks.fail("technology", format!("one of [{}]", accepted.join(", ")), found);
-        return checks;
+        return None;
     };
     checks.pass("technology", format!("{technology} is accepted by the policy"));
-    match tech {
-        Technology::Tpm => tpm::appraise(evidence, policy.tpm.as_ref(), ctx, &mut checks),
-        Technology::SevSnp => snp::appraise(evidence, &policy.sev_snp, ctx, &mut checks),
-        Technology::Tdx => dcap::appraise_tdx(evidence, &policy.tdx, ctx, &mut checks),
-        Technology::Sgx => dcap::appraise_sgx(evidence, &policy.sgx, ctx, &mut checks),
-    }
-    checks
+    Some(tech)
 }
 
 /// The 64-byte report data an SEV-SNP (`sev-snp`) or DCAP (`tdx`, `sgx`) evidence body carries,

@@ -132,6 +132,24 @@ fn another_chips_vcek_fails_chip_id_and_signature() {
 }
 
 #[test]
+fn reported_tcb_other_than_the_vceks_fails_vcek_tcb() {
+    // The VCEK certifies one TCB; a report claiming another (here microcode, byte 0x187 of the
+    // Milan layout, one higher) is refused by `snp-vcek-tcb` with both values. The change also
+    // breaks the signature: `snp-vcek-tcb` is checked regardless, and names the mismatch.
+    let mut report = REPORT.to_vec();
+    let microcode = report[0x187];
+    report[0x187] = microcode.wrapping_add(1);
+    let checks = run(&evidence(&report, VCEK), &Policy::default(), sample_binding(), AT);
+    let (expected, found) = failed(&checks, "snp-vcek-tcb");
+    assert_eq!(found, format!("microcode: VCEK {microcode} ≠ report {}", microcode.wrapping_add(1)));
+    assert!(expected.contains(&format!("microcode {}", microcode.wrapping_add(1))), "{expected}");
+    failed(&checks, "snp-report-signature");
+    assert!(passed(&checks, "snp-chip-id"), "only the TCB differs: {checks:#?}");
+    // The unmodified sample passes it (the positive case).
+    assert!(passed(&run(&evidence(REPORT, VCEK), &Policy::default(), sample_binding(), AT), "snp-vcek-tcb"));
+}
+
+#[test]
 fn mutated_vcek_fails_the_chain() {
     // Flip a byte inside the VCEK's TBS (the same offset the sev crate's own test flips).
     let mut vcek = VCEK.to_vec();

@@ -72,3 +72,32 @@ fn committed_evidence_tampered() {
         assert!(!appraise(&t, &root, &policy, b"nonce-1").ok(), "byte {i}");
     }
 }
+
+#[test]
+fn an_ak_that_is_not_a_restricted_signing_key_fails_ak_attributes() {
+    // The committed AK's TPM2B_PUBLIC with its TPMA_OBJECT (bytes 6..10: after the size, type
+    // and nameAlg) rewritten. The key itself is unchanged, so the quote signature still
+    // verifies: only the attributes (and the enrolment, which named the original AK) fail.
+    let (evidence, root, policy) = load();
+    let ev = TpmEvidence::from_bytes(&evidence).unwrap();
+    let attrs = u32::from_be_bytes(ev.ak_public[6..10].try_into().unwrap());
+    assert_eq!(attrs & 0x0007_0000, 0x0005_0000, "the vector's AK is restricted|sign, not decrypt");
+    let with = |attrs: u32| {
+        let mut t = ev.clone();
+        t.ak_public[6..10].copy_from_slice(&attrs.to_be_bytes());
+        appraise(&t.to_bytes(), &root, &policy, b"nonce-1")
+    };
+    let status = |checks: &Checks, claim: &str| checks.iter().find(|c| c.claim == claim).unwrap().status.clone();
+    // Unrestricted and decrypting: a key that could sign anything and decrypt credentials.
+    for bad in [attrs & !0x0001_0000 | 0x0002_0000, attrs & !0x0001_0000, attrs | 0x0002_0000, attrs & !0x0004_0000] {
+        let checks = with(bad);
+        match status(&checks, "tpm-ak-attributes") {
+            Status::Failed { expected, found } => {
+                assert_eq!(expected, "fixedTPM|fixedParent|sensitiveDataOrigin|restricted|sign, not decrypt");
+                assert!(found.starts_with(&format!("0x{bad:08x} (")), "{found}");
+            }
+            s => panic!("attributes 0x{bad:08x} should fail tpm-ak-attributes, got {s:?}"),
+        }
+        assert!(matches!(status(&checks, "tpm-quote-signature"), Status::Passed { .. }), "{checks:#?}");
+    }
+}

@@ -74,6 +74,11 @@ impl Tee {
             Tee::Tdx => "tdx",
         }
     }
+
+    /// The TEE whose wire name is `name`.
+    pub fn from_wire_name(name: &str) -> Option<Tee> {
+        [Tee::None, Tee::Tpm, Tee::SevSnp, Tee::Tdx].into_iter().find(|t| t.wire_name() == name)
+    }
 }
 
 /// Where and how to produce evidence.
@@ -94,6 +99,47 @@ impl TeeConfig {
     #[cfg(feature = "tpm")]
     fn tcti(&self) -> &str {
         self.tcti.as_deref().unwrap_or(DEFAULT_TCTI)
+    }
+
+    /// How this node produces evidence, for `vouch attest`, `vouch run` and `vouch node` alike:
+    /// each flag given (`tee`, `tcti`, `tsm_root`) wins, else the same key in
+    /// `$VOUCH_HOME/config.json`, else `none`, [`DEFAULT_TCTI`], the kernel's configfs-tsm.
+    /// Also returns config.json's `tdx_collateral`. A `tee` that names no TEE, or a key that is
+    /// not a string, is an error naming where it came from.
+    pub fn resolve(
+        home: &Home,
+        tee: Option<&str>,
+        tcti: Option<&str>,
+        tsm_root: Option<&Path>,
+    ) -> Result<(TeeConfig, Option<PathBuf>)> {
+        let config = home.config()?;
+        let path = home.dir.join("config.json");
+        let text = |key: &str| -> Result<Option<String>> {
+            match config.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => bail!("{key} in {}: expected a string, found {other}", path.display()),
+            }
+        };
+        const TEES: &str = "expected none, tpm, sev-snp or tdx";
+        let tee = match tee {
+            Some(name) => Tee::from_wire_name(name).ok_or_else(|| anyhow!("--tee {name:?}: {TEES}"))?,
+            None => match text("tee")? {
+                None => Tee::None,
+                Some(name) => Tee::from_wire_name(&name)
+                    .ok_or_else(|| anyhow!("tee {name:?} in {}: {TEES} (or give --tee)", path.display()))?,
+            },
+        };
+        let tcti = match tcti {
+            Some(t) => Some(t.to_owned()),
+            None => text("tcti")?,
+        };
+        let tsm_root = match tsm_root {
+            Some(p) => Some(p.to_path_buf()),
+            None => text("tsm_root")?.map(PathBuf::from),
+        };
+        let cfg = TeeConfig { tee, tcti, tsm_root, enrollment: Some(home.dir.join(ENROLLMENT_FILE)) };
+        Ok((cfg, text("tdx_collateral")?.map(PathBuf::from)))
     }
 }
 
@@ -458,21 +504,23 @@ pub struct AttestArgs {
 
 #[derive(Args)]
 struct GenerateArgs {
-    /// The technology to produce evidence with.
-    #[arg(long, value_enum, default_value = "none")]
-    tee: Tee,
+    /// The technology to produce evidence with (default: `tee` in config.json, else none).
+    #[arg(long, value_enum)]
+    tee: Option<Tee>,
     /// TPM TCTI: `device:/dev/tpmrm0` (default) or, for swtpm (TCP only with this TSS),
-    /// `swtpm:host=127.0.0.1,port=2321`.
+    /// `swtpm:host=127.0.0.1,port=2321` (default: $VOUCH_TCTI, else `tcti` in config.json).
     #[arg(long, env = "VOUCH_TCTI")]
     tcti: Option<String>,
-    /// configfs-tsm report directory (SEV-SNP, TDX).
-    #[arg(long, value_name = "DIR", default_value = vouch_attest::tsm::DEFAULT_ROOT)]
-    tsm_root: PathBuf,
+    /// configfs-tsm report directory, SEV-SNP and TDX (default: `tsm_root` in config.json, else
+    /// /sys/kernel/config/tsm/report).
+    #[arg(long, value_name = "DIR")]
+    tsm_root: Option<PathBuf>,
     /// The TPM enrolment to attach (default $VOUCH_HOME/tpm-enrollment.cbor).
     #[arg(long, value_name = "FILE")]
     enrollment: Option<PathBuf>,
     /// TDX: DCAP collateral to attach (dcap-qvl's QuoteCollateralV3 JSON, as a PCCS serves it),
-    /// so the evidence verifies offline. Without it the evidence carries none.
+    /// so the evidence verifies offline (default: `tdx_collateral` in config.json). Without it
+    /// the evidence carries none.
     #[arg(long, value_name = "FILE")]
     collateral: Option<PathBuf>,
     /// The nonce, hex (default: 16 random bytes).
@@ -520,13 +568,13 @@ fn attest(home: &Home, args: GenerateArgs) -> Result<()> {
     };
     let node_key = home.identity()?.verifying_key().to_bytes();
     let binding = vouch_receipt::report_data(&node_key, &nonce);
-    let cfg = TeeConfig {
-        tee: args.tee,
-        tcti: args.tcti.clone(),
-        tsm_root: Some(args.tsm_root.clone()),
-        enrollment: Some(args.enrollment.clone().unwrap_or_else(|| home.dir.join(ENROLLMENT_FILE))),
-    };
-    let (technology, body) = generate_with_collateral(&cfg, args.collateral.as_deref(), &binding)?;
+    let tee = args.tee.map(Tee::wire_name);
+    let (mut cfg, collateral) = TeeConfig::resolve(home, tee, args.tcti.as_deref(), args.tsm_root.as_deref())?;
+    if let Some(e) = &args.enrollment {
+        cfg.enrollment = Some(e.clone());
+    }
+    let collateral = args.collateral.clone().or(collateral);
+    let (technology, body) = generate_with_collateral(&cfg, collateral.as_deref(), &binding)?;
     if let Some(out) = &args.output {
         write_file(out, &body)?;
     }
@@ -642,8 +690,8 @@ enum Format {
     TdxQuote,
     /// A raw SGX quote; needs --collateral.
     SgxQuote,
-    /// A Vouch TpmEvidence body (DAG-CBOR). tpm2-tools' separate quote/signature/PCR files are
-    /// not accepted yet.
+    /// A Vouch TpmEvidence body (DAG-CBOR), or a raw TPMS_ATTEST (tpm2_quote -m) with
+    /// --signature, --ak and optionally --pcrs.
     TpmQuote,
     /// An evidence body written by `vouch attest -o` (technology detected from its fields).
     Vouch,
@@ -667,6 +715,16 @@ struct VerifyArgs {
     /// DCAP collateral: dcap-qvl's QuoteCollateralV3 JSON (as a PCCS serves it).
     #[arg(long, value_name = "JSON")]
     collateral: Option<PathBuf>,
+    /// tpm-quote from tpm2-tools: the quote's signature (tpm2_quote -s; tss or plain form).
+    #[arg(long, value_name = "FILE")]
+    signature: Option<PathBuf>,
+    /// tpm-quote from tpm2-tools: the AK public key, trusted as given (tpm2_createak -u:
+    /// TPM2B_PUBLIC, or PEM/DER SubjectPublicKeyInfo from -f pem / tpm2_readpublic -f pem).
+    #[arg(long, value_name = "PUB")]
+    ak: Option<PathBuf>,
+    /// tpm-quote from tpm2-tools: the PCR values (tpm2_quote -o; serialized, marshaled or values).
+    #[arg(long, value_name = "FILE")]
+    pcrs: Option<PathBuf>,
     /// Verification time, Unix seconds (default: now).
     #[arg(long, value_name = "UNIX_TIME")]
     at: Option<u64>,
@@ -753,6 +811,20 @@ fn compare_exactly(checks: &mut Checks, technology: &str, body: &[u8], expected:
 }
 
 fn verify(args: VerifyArgs) -> Result<()> {
+    if args.format == Format::TpmQuote {
+        let data = read_input(&args.file)?;
+        if tpm::tools::is_tpms_attest(&data) {
+            return verify_tpm_tools(&args, &data);
+        }
+    }
+    let tools_opts = [("--signature", &args.signature), ("--ak", &args.ak), ("--pcrs", &args.pcrs)];
+    if let Some((opt, _)) = tools_opts.iter().find(|(_, v)| v.is_some()) {
+        bail!(
+            "{opt} goes with --format tpm-quote and a raw TPMS_ATTEST (tpm2_quote -m); {} is not one (it does not \
+             start with the TPM_GENERATED magic ff544347)",
+            args.file.display()
+        );
+    }
     let expected = args.report_data.as_deref().map(parse_report_data).transpose()?;
     let policy = match &args.policy {
         Some(p) => Policy::load(p)?,
@@ -798,11 +870,70 @@ fn verify(args: VerifyArgs) -> Result<()> {
             }
         }
     }
+    // Raw reports, quotes and evidence bodies carry no wall-clock production time (a TPM quote's
+    // clock counts from the TPM's last clear), so the policy's maximum age cannot be applied
+    // here: say so rather than pass silently.
+    if let Some(max) = policy.max_evidence_age {
+        checks.skip(
+            "evidence-age",
+            format!(
+                "not applied: the policy's max_evidence_age ({} s) needs a production time, and {} evidence carries \
+                 none (a receipt's produced_at is checked by `vouch verify`)",
+                max.as_secs(),
+                technology
+            ),
+        );
+    }
     let shown = match (exact, expected) {
         (Some(e), _) => Some(hex::encode(e)),
         (None, e) => e.map(|e| hex::encode(&e[..32])),
     };
     report(&args, technology, at, shown, &checks)
+}
+
+/// `--format tpm-quote` with tpm2-tools files: FILE is the raw `TPMS_ATTEST` (`tpm2_quote -m`),
+/// with `--signature`, `--ak` and optionally `--pcrs`. `--report-data` is the qualifying data
+/// (`tpm2_quote -q`), 1 to 64 bytes, compared exactly; without it `tpm-qualifying-data` fails.
+/// The AK is trusted as given, and the output says so first. Malformed companion files are
+/// errors (exit 2); a quote that does not decode fails `tpm-decode` (exit 1).
+fn verify_tpm_tools(args: &VerifyArgs, quote: &[u8]) -> Result<()> {
+    use vouch_attest::tpm::tools;
+    let what = "--format tpm-quote with a raw TPMS_ATTEST (tpm2_quote -m)";
+    let unused = [("--trust-root", !args.trust_roots.is_empty()), ("--vcek", args.vcek.is_some())];
+    if let Some((opt, _)) = unused.iter().find(|(_, given)| *given) {
+        bail!("{what}: {opt} does not apply: tpm2-tools' quote files carry no certificate to check against it");
+    }
+    let sig_path = args.signature.as_deref().ok_or_else(|| anyhow!("{what} needs --signature (tpm2_quote -s)"))?;
+    let ak_path = args.ak.as_deref().ok_or_else(|| anyhow!("{what} needs --ak (tpm2_createak -u, or -f pem)"))?;
+    let expected = match args.report_data.as_deref() {
+        Some(h) => {
+            let q = hex::decode(h.trim()).map_err(|e| anyhow!("--report-data: not hex: {e}"))?;
+            if q.is_empty() || q.len() > 64 {
+                bail!("--report-data: {} bytes; TPM qualifying data (tpm2_quote -q) is 1 to 64 bytes", q.len());
+            }
+            Some(q)
+        }
+        None => None,
+    };
+    let policy = match &args.policy {
+        Some(p) => Policy::load(p)?,
+        None => Policy::default(),
+    };
+    let ak = tools::parse_ak(&read_input(ak_path)?).map_err(|e| anyhow!("--ak {}: {e}", ak_path.display()))?;
+    let sig = tools::parse_signature(&read_input(sig_path)?, &ak)
+        .map_err(|e| anyhow!("--signature {}: {e}", sig_path.display()))?;
+    let pcrs = match args.pcrs.as_deref() {
+        Some(p) => Some(
+            tools::parse_pcrs(&read_input(p)?, &tools::quote_selection(quote))
+                .map_err(|e| anyhow!("--pcrs {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let checks = tools::appraise(quote, &sig, &ak, pcrs.as_ref(), expected.as_deref(), &policy);
+    if !args.json {
+        println!("TRUST ASSUMPTION: {}", tools::AK_TRUST_ASSUMPTION);
+    }
+    report(args, "tpm", args.at.unwrap_or_else(now), expected.map(hex::encode), &checks)
 }
 
 fn format_name(f: Format) -> String {
@@ -832,7 +963,9 @@ fn report(args: &VerifyArgs, technology: &str, at: u64, expected: Option<String>
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        for c in checks.iter().filter(|c| args.explain || matches!(c.status, Status::Failed { .. })) {
+        // Failures, and the policy's evidence age that was not applied, are always shown.
+        let shown = |c: &&Check| args.explain || matches!(c.status, Status::Failed { .. }) || c.claim == "evidence-age";
+        for c in checks.iter().filter(shown) {
             println!("{}", line(c));
         }
         if failed.is_empty() {
@@ -1056,12 +1189,10 @@ fn check_request(req: &EnrollRequest, roots: &[Vec<u8>], at: u64) -> Result<Vec<
         .map(|der| certs::parse(der))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow!("--trust-root: {e}"))?;
-    certs::verify_chain(&ek, &chain, &roots).map_err(|e| refused(format!("EK certificate chain: {e}")))?;
-    for cert in std::iter::once(&ek).chain(chain.iter()) {
-        let (from, to) = certs::validity(cert);
-        if at < from || at > to {
-            return Err(refused(format!("{} is valid from {from} to {to}, not now ({at})", certs::subject(cert))));
-        }
+    let path = certs::verify_chain(&ek, &chain, &roots).map_err(|e| refused(format!("EK certificate chain: {e}")))?;
+    // Every certificate of the chain, the trust root included, valid now.
+    for cert in path {
+        certs::check_valid_at(cert, at).map_err(|e| refused(format!("EK certificate chain: {e}")))?;
     }
     let ak = wire::parse_public(&req.ak_public).map_err(|e| refused(format!("AK public area: {e}")))?;
     if ak.attributes & wire::AK_REQUIRED != wire::AK_REQUIRED || ak.attributes & wire::AK_FORBIDDEN != 0 {
@@ -1111,6 +1242,44 @@ mod tests {
 
         let err = tdx_evidence(quote, Some(&dir.join("quote.bin"))).unwrap_err().to_string();
         assert!(err.contains("tdx collateral") && err.contains("quote.bin"), "{err}");
+    }
+
+    /// The authority refuses to enrol a key that is not an attestation key: the committed swtpm
+    /// vector's request (crates/vouch-attest/testdata/tpm, its README; EK chain to its local CA
+    /// root, valid at 1900000000) is accepted as is, and refused with the AK's TPMA_OBJECT
+    /// (bytes 6..10 of its TPM2B_PUBLIC) made unrestricted, decrypting or not signing.
+    #[test]
+    fn authority_refuses_an_ak_without_attestation_key_attributes() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vouch-attest/testdata/tpm");
+        let ev = TpmEvidence::from_bytes(&fs::read(dir.join("evidence.cbor")).unwrap()).unwrap();
+        let roots = vec![fs::read(dir.join("ek-root.der")).unwrap()];
+        let at = 1_900_000_000;
+        let request = |ak_public: Vec<u8>| EnrollRequest {
+            version: ENROLL_VERSION,
+            ek_certificate: ev.ek_certificate.clone(),
+            ek_chain: ev.ek_chain.clone(),
+            ak_public,
+        };
+        let name = check_request(&request(ev.ak_public.clone()), &roots, at).unwrap();
+        assert_eq!(name, wire::parse_public(&ev.ak_public).unwrap().name().unwrap());
+
+        let attrs = u32::from_be_bytes(ev.ak_public[6..10].try_into().unwrap());
+        for bad in [attrs & !0x0001_0000, attrs | 0x0002_0000, attrs & !0x0004_0000, attrs & !0x0000_0002] {
+            let mut ak = ev.ak_public.clone();
+            ak[6..10].copy_from_slice(&bad.to_be_bytes());
+            let err = check_request(&request(ak), &roots, at).unwrap_err();
+            let refused = err.downcast_ref::<VerificationFailed>().expect("a refusal (exit 1), not an error");
+            assert!(
+                refused.0.starts_with("request refused: the AK is not a restricted signing key bound to the TPM: ")
+                    && refused.0.contains(&format!("0x{bad:08x}")),
+                "0x{bad:08x}: {}",
+                refused.0
+            );
+        }
+        // Certificates are checked for validity at the authority's time: before them, refused.
+        let err = check_request(&request(ev.ak_public.clone()), &roots, 1_700_000_000).unwrap_err();
+        let refused = err.downcast_ref::<VerificationFailed>().unwrap();
+        assert!(refused.0.contains("not yet valid at 1700000000"), "{}", refused.0);
     }
 
     #[test]

@@ -330,6 +330,26 @@ fn check(
     c.check("releases", releases(r, opts));
 }
 
+/// The `evidence-age` check: evidence produced at most `max` seconds before `now`, and not
+/// after `now` by more than the clock skew a verifier allows (`max_clock_skew_secs`, the same
+/// allowance as `issued_at`): evidence dated in the future beyond it was not produced by an
+/// honest clock, and its age would otherwise count as zero.
+fn evidence_age(produced_at: Option<u64>, max: u64, now: u64, skew: u64) -> Result<String, (String, String)> {
+    let latest = now.saturating_add(skew);
+    match produced_at {
+        None => Err((format!("evidence produced within {max} s"), "no production time".into())),
+        Some(t) if t > latest => Err((
+            format!("produced at or before {latest} ({now} + {skew} s clock skew)"),
+            format!("produced at {t}, {} s after {now}", t - now),
+        )),
+        Some(t) if now.saturating_sub(t) > max => {
+            Err((format!("at most {max} s old at {now}"), format!("produced at {t}")))
+        }
+        Some(t) if t > now => Ok(format!("produced at {t}, {} s after {now}, within the {skew} s clock skew", t - now)),
+        Some(t) => Ok(format!("produced at {t}, at most {max} s before {now}")),
+    }
+}
+
 /// The `releases` claim: each release is of a part the job reads, rests on hardware evidence
 /// unless insecure receipts are allowed, and, when the verifier names access policies, was made
 /// under one of them.
@@ -439,14 +459,8 @@ fn appraise_evidence(
     let ctx = vouch_attest::Context { binding: *bound, trust_roots: &opts.trust_roots, at: now };
     *appraisal = vouch_attest::appraise(tech.as_str(), &body, &opts.policy, &ctx);
     if let Some(max) = opts.policy.max_evidence_age {
-        let max = max.as_secs();
-        match evidence.produced_at {
-            None => appraisal.fail("evidence-age", format!("evidence produced within {max} s"), "no production time"),
-            Some(t) if now.saturating_sub(t) > max => {
-                appraisal.fail("evidence-age", format!("at most {max} s old at {now}"), format!("produced at {t}"))
-            }
-            Some(t) => appraisal.pass("evidence-age", format!("produced at {t}, at most {max} s before {now}")),
-        }
+        let age = evidence_age(evidence.produced_at, max.as_secs(), now, opts.max_clock_skew_secs);
+        appraisal.record("evidence-age", age);
     }
     match appraisal.first_failure() {
         None => {
@@ -482,4 +496,27 @@ fn usage(r: &Receipt) -> Result<String, (String, String)> {
         ));
     }
     Ok("fuel and peak memory within the job's limits".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::evidence_age;
+
+    #[test]
+    fn evidence_age_allows_the_clock_skew_into_the_future_and_no_more() {
+        const NOW: u64 = 1_800_000_000;
+        let age = |t: u64| evidence_age(Some(t), 3600, NOW, 300);
+        assert!(age(NOW).is_ok());
+        assert!(age(NOW - 3600).is_ok());
+        assert_eq!(age(NOW - 3601).unwrap_err().1, format!("produced at {}", NOW - 3601));
+        // Ahead of the verifier's clock within the skew: accepted, and said so.
+        assert!(age(NOW + 300).unwrap().contains("within the 300 s clock skew"));
+        // Beyond it: refused with both values (before the fix its age counted as zero).
+        let (expected, found) = age(NOW + 301).unwrap_err();
+        assert_eq!(expected, format!("produced at or before {} ({NOW} + 300 s clock skew)", NOW + 300));
+        assert_eq!(found, format!("produced at {}, 301 s after {NOW}", NOW + 301));
+        let (_, found) = evidence_age(Some(u64::MAX), 3600, NOW, 300).unwrap_err();
+        assert!(found.starts_with(&format!("produced at {}", u64::MAX)), "{found}");
+        assert_eq!(evidence_age(None, 3600, NOW, 300).unwrap_err().1, "no production time");
+    }
 }

@@ -74,22 +74,63 @@ pub fn verify_signed_by(cert: &Certificate, issuer: &Certificate) -> Result<(), 
     }
 }
 
-/// Follow `leaf` through `intermediates` to one of `roots`. Returns the subjects from leaf to
-/// root on success, or a message naming the certificate whose issuer could not be found or
-/// whose signature failed.
-pub fn verify_chain(
-    leaf: &Certificate,
-    intermediates: &[Certificate],
-    roots: &[Certificate],
-) -> Result<Vec<String>, String> {
-    let mut path = vec![subject(leaf)];
+/// May `cert` issue certificates? RFC 5280: basicConstraints with cA = TRUE (§4.2.1.9) and,
+/// when the keyUsage extension is present, keyCertSign (§4.2.1.3); `below` is the number of
+/// intermediate CA certificates between it and the EK certificate, which its
+/// pathLenConstraint, if any, must allow. `signed` names the certificate it signed, for the
+/// message.
+pub fn check_issuer(cert: &Certificate, signed: &Certificate, below: usize) -> Result<(), String> {
+    use x509_cert::ext::pkix::{BasicConstraints, KeyUsage};
+    let who = || format!("{} (signer of {})", subject(cert), subject(signed));
+    let tbs = &cert.tbs_certificate;
+    let bc = tbs.get::<BasicConstraints>().map_err(|e| format!("{}: basicConstraints: {e}", who()))?;
+    match bc {
+        None => return Err(format!("{} is not a CA: it has no basicConstraints extension", who())),
+        Some((_, bc)) if !bc.ca => return Err(format!("{} is not a CA: basicConstraints cA is false", who())),
+        Some((_, BasicConstraints { path_len_constraint: Some(max), .. })) if below > usize::from(max) => {
+            return Err(format!(
+                "{}: pathLenConstraint {max} allows {max} intermediate CA certificates below it, found {below}",
+                who()
+            ));
+        }
+        Some(_) => {}
+    }
+    match tbs.get::<KeyUsage>().map_err(|e| format!("{}: keyUsage: {e}", who()))? {
+        Some((_, ku)) if !ku.key_cert_sign() => {
+            Err(format!("{} may not sign certificates: its keyUsage lacks keyCertSign", who()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Is `cert` valid at `at` (Unix seconds)? The message names it and its validity period.
+pub fn check_valid_at(cert: &Certificate, at: u64) -> Result<(), String> {
+    let (not_before, not_after) = validity(cert);
+    if at < not_before || at > not_after {
+        let why = if at < not_before { "not yet valid" } else { "expired" };
+        return Err(format!("{} is valid from {not_before} to {not_after}, {why} at {at}", subject(cert)));
+    }
+    Ok(())
+}
+
+/// Follow `leaf` through `intermediates` to one of `roots`. Returns the certificates from leaf
+/// to root on success, or a message naming the certificate whose issuer could not be found,
+/// whose signature failed, or whose issuer may not issue certificates ([`check_issuer`]: the
+/// intermediates and the root alike must be CAs). Validity periods are not checked here:
+/// [`check_valid_at`] over the returned path does that.
+pub fn verify_chain<'a>(
+    leaf: &'a Certificate,
+    intermediates: &'a [Certificate],
+    roots: &'a [Certificate],
+) -> Result<Vec<&'a Certificate>, String> {
+    let mut path = vec![leaf];
     let mut current = leaf;
-    for _ in 0..MAX_DEPTH {
+    for below in 0..MAX_DEPTH {
         let mut last_error = None;
         for root in roots.iter().filter(|r| r.tbs_certificate.subject == current.tbs_certificate.issuer) {
-            match verify_signed_by(current, root) {
+            match verify_signed_by(current, root).and_then(|()| check_issuer(root, current, below)) {
                 Ok(()) => {
-                    path.push(subject(root));
+                    path.push(root);
                     return Ok(path);
                 }
                 Err(e) => last_error = Some(e),
@@ -100,7 +141,8 @@ pub fn verify_chain(
         });
         match next {
             Some(next) => {
-                path.push(subject(next));
+                check_issuer(next, current, below)?;
+                path.push(next);
                 current = next;
             }
             None => {

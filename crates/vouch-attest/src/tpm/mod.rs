@@ -9,6 +9,7 @@
 pub mod certs;
 mod credential;
 mod evidence;
+pub mod tools;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -95,71 +96,38 @@ pub fn appraise(evidence: &[u8], policy: Option<&TpmPolicy>, ctx: &Context<'_>, 
         }
     };
 
-    // tpm-ek-chain
+    // tpm-ek-chain: signatures up to a trust root, every issuer a CA.
     let roots: Vec<_> = ctx.trust_roots.iter().filter_map(|der| certs::parse(der).ok()).collect();
+    let path = certs::verify_chain(&d.ek_cert, &d.chain, &roots);
     checks.record(
         "tpm-ek-chain",
-        certs::verify_chain(&d.ek_cert, &d.chain, &roots)
-            .map(|path| path.join(" <- "))
-            .map_err(|e| (format!("an EK certificate chain to one of {} trust roots", roots.len()), e)),
+        match &path {
+            Ok(path) => Ok(path.iter().map(|c| certs::subject(c)).collect::<Vec<_>>().join(" <- ")),
+            Err(e) => Err((
+                format!("an EK certificate chain to one of {} trust roots, every issuer a CA", roots.len()),
+                e.clone(),
+            )),
+        },
     );
 
-    // tpm-ek-validity: the EK certificate and intermediates at ctx.at.
-    checks.record("tpm-ek-validity", check_validity(&d, ctx.at));
+    // tpm-ek-validity: every certificate of the chain (the EK certificate, the intermediates
+    // and the trust root it reached) at ctx.at; without a chain, the certificates carried.
+    let carried: Vec<&x509_cert::Certificate> = std::iter::once(&d.ek_cert).chain(d.chain.iter()).collect();
+    checks.record("tpm-ek-validity", check_validity(path.as_deref().unwrap_or(&carried), ctx.at));
 
     // tpm-ak-binding
     checks.record("tpm-ak-binding", check_binding(&d, policy));
 
     // tpm-ak-attributes
-    let attrs = d.ak.attributes;
-    let ok = attrs & wire::AK_REQUIRED == wire::AK_REQUIRED && attrs & wire::AK_FORBIDDEN == 0;
-    checks.record(
-        "tpm-ak-attributes",
-        if ok {
-            Ok(wire::describe_attributes(attrs))
-        } else {
-            Err((
-                "fixedTPM|fixedParent|sensitiveDataOrigin|restricted|sign, not decrypt".into(),
-                wire::describe_attributes(attrs),
-            ))
-        },
-    );
+    checks.record("tpm-ak-attributes", check_ak_attributes(d.ak.attributes));
 
     // tpm-quote-signature
-    let sig_ok = checks.record("tpm-quote-signature", verify_quote_signature(&d));
+    let sig_ok = checks.record("tpm-quote-signature", verify_signature(&d.ak.key, &d.sig, &d.ev.quote));
 
     // tpm-quote-magic-type
-    let (magic, st) = wire::magic_and_type(&d.ev.quote).unwrap_or_default();
-    let magic_ok = checks.record(
-        "tpm-quote-magic-type",
-        if magic == wire::TPM_GENERATED_VALUE && st == wire::TPM_ST_ATTEST_QUOTE {
-            Ok(format!("magic 0x{magic:08x} (TPM_GENERATED_VALUE), type 0x{st:04x} (TPM_ST_ATTEST_QUOTE)"))
-        } else {
-            Err((
-                format!(
-                    "magic 0x{:08x} (TPM_GENERATED_VALUE), type 0x{:04x} (TPM_ST_ATTEST_QUOTE)",
-                    wire::TPM_GENERATED_VALUE,
-                    wire::TPM_ST_ATTEST_QUOTE
-                ),
-                format!("magic 0x{magic:08x}, type 0x{st:04x}"),
-            ))
-        },
-    );
+    let magic_ok = checks.record("tpm-quote-magic-type", check_magic_type(&d.ev.quote));
 
-    let quote = match (&d.quote, sig_ok, magic_ok) {
-        (Some(q), true, true) => q,
-        _ => {
-            let reason = if !sig_ok {
-                "the quote signature did not verify, so its contents are not attested"
-            } else {
-                "the quote is not a TPM-generated quote"
-            };
-            for claim in ["tpm-qualifying-data", "tpm-pcr-digest", "tpm-pcr-values"] {
-                checks.skip(claim, reason);
-            }
-            return;
-        }
-    };
+    let Some(quote) = attested(checks, d.quote.as_ref(), sig_ok, magic_ok) else { return };
 
     // tpm-qualifying-data
     checks.record(
@@ -172,7 +140,7 @@ pub fn appraise(evidence: &[u8], policy: Option<&TpmPolicy>, ctx: &Context<'_>, 
     );
 
     // tpm-pcr-digest
-    let digest_ok = checks.record("tpm-pcr-digest", check_pcr_digest(&d.ev, quote, &policy.selection()));
+    let digest_ok = checks.record("tpm-pcr-digest", check_pcr_digest(&d.ev.pcrs, quote, &policy.selection()));
 
     // tpm-pcr-values
     if !digest_ok {
@@ -180,7 +148,53 @@ pub fn appraise(evidence: &[u8], policy: Option<&TpmPolicy>, ctx: &Context<'_>, 
     } else if policy.pcrs.is_empty() {
         checks.skip("tpm-pcr-values", "the policy sets no PCR reference values");
     } else {
-        checks.record("tpm-pcr-values", check_pcr_values(&d.ev, policy));
+        checks.record("tpm-pcr-values", check_pcr_values(&d.ev.pcrs, policy));
+    }
+}
+
+/// An AK must be a restricted signing key that never left its TPM.
+/// The parsed quote when its signature and its magic/type checks passed. Otherwise the claims
+/// about its contents are skipped, saying why, and `None`: an unattested quote says nothing.
+fn attested<T>(checks: &mut Checks, quote: Option<T>, sig_ok: bool, magic_ok: bool) -> Option<T> {
+    if let (Some(q), true, true) = (quote, sig_ok, magic_ok) {
+        return Some(q);
+    }
+    let reason = if !sig_ok {
+        "the quote signature did not verify, so its contents are not attested"
+    } else {
+        "the quote is not a TPM-generated quote"
+    };
+    for claim in ["tpm-qualifying-data", "tpm-pcr-digest", "tpm-pcr-values"] {
+        checks.skip(claim, reason);
+    }
+    None
+}
+
+fn check_ak_attributes(attrs: u32) -> Result<String, (String, String)> {
+    if attrs & wire::AK_REQUIRED == wire::AK_REQUIRED && attrs & wire::AK_FORBIDDEN == 0 {
+        Ok(wire::describe_attributes(attrs))
+    } else {
+        Err((
+            "fixedTPM|fixedParent|sensitiveDataOrigin|restricted|sign, not decrypt".into(),
+            wire::describe_attributes(attrs),
+        ))
+    }
+}
+
+/// A quote the TPM generated: `TPM_GENERATED_VALUE` and `TPM_ST_ATTEST_QUOTE`.
+fn check_magic_type(quote: &[u8]) -> Result<String, (String, String)> {
+    let (magic, st) = wire::magic_and_type(quote).unwrap_or_default();
+    if magic == wire::TPM_GENERATED_VALUE && st == wire::TPM_ST_ATTEST_QUOTE {
+        Ok(format!("magic 0x{magic:08x} (TPM_GENERATED_VALUE), type 0x{st:04x} (TPM_ST_ATTEST_QUOTE)"))
+    } else {
+        Err((
+            format!(
+                "magic 0x{:08x} (TPM_GENERATED_VALUE), type 0x{:04x} (TPM_ST_ATTEST_QUOTE)",
+                wire::TPM_GENERATED_VALUE,
+                wire::TPM_ST_ATTEST_QUOTE
+            ),
+            format!("magic 0x{magic:08x}, type 0x{st:04x}"),
+        ))
     }
 }
 
@@ -224,18 +238,12 @@ fn describe_key(key: &PublicKey) -> String {
     }
 }
 
-fn check_validity(d: &Decoded, at: u64) -> Result<String, (String, String)> {
-    for cert in std::iter::once(&d.ek_cert).chain(d.chain.iter()) {
-        let (not_before, not_after) = certs::validity(cert);
-        if at < not_before || at > not_after {
-            return Err((
-                format!("{} valid at {at}", certs::subject(cert)),
-                format!("valid from {not_before} to {not_after}"),
-            ));
-        }
+fn check_validity(chain: &[&x509_cert::Certificate], at: u64) -> Result<String, (String, String)> {
+    for cert in chain {
+        certs::check_valid_at(cert, at).map_err(|found| (format!("{} valid at {at}", certs::subject(cert)), found))?;
     }
-    let (not_before, not_after) = certs::validity(&d.ek_cert);
-    Ok(format!("EK certificate valid from {not_before} to {not_after}, checked at {at}"))
+    let subjects: Vec<String> = chain.iter().map(|c| certs::subject(c)).collect();
+    Ok(format!("{} valid at {at}", subjects.join(", ")))
 }
 
 fn check_binding(d: &Decoded, policy: &TpmPolicy) -> Result<String, (String, String)> {
@@ -272,9 +280,9 @@ fn check_binding(d: &Decoded, policy: &TpmPolicy) -> Result<String, (String, Str
     ))
 }
 
-fn verify_quote_signature(d: &Decoded) -> Result<String, (String, String)> {
-    let quote = &d.ev.quote;
-    match (&d.ak.key, &d.sig) {
+/// Does `sig` by the AK `key` verify over `quote` (the `TPMS_ATTEST` bytes)?
+fn verify_signature(key: &PublicKey, sig: &Signature, quote: &[u8]) -> Result<String, (String, String)> {
+    match (key, sig) {
         (PublicKey::EccP256 { x, y, .. }, Signature::Ecdsa { hash, r, s }) => {
             use p256::ecdsa::signature::Verifier;
             if *hash != wire::TPM_ALG_SHA256 {
@@ -325,7 +333,7 @@ fn pad32(v: &[u8]) -> Option<p256::FieldBytes> {
     Some(out)
 }
 
-fn check_pcr_digest(ev: &TpmEvidence, quote: &wire::Quote, required: &[u32]) -> Result<String, (String, String)> {
+fn check_pcr_digest(pcrs: &[PcrValue], quote: &wire::Quote, required: &[u32]) -> Result<String, (String, String)> {
     // One SHA-256 bank only: that is what the attester quotes and what PcrValue carries.
     let indices = match quote.selections.as_slice() {
         [(wire::TPM_ALG_SHA256, indices)] => indices,
@@ -338,15 +346,15 @@ fn check_pcr_digest(ev: &TpmEvidence, quote: &wire::Quote, required: &[u32]) -> 
     if !missing.is_empty() {
         return Err((format!("a quote covering PCRs {required:?}"), format!("PCRs {indices:?} (missing {missing:?})")));
     }
-    let carried: Vec<u32> = ev.pcrs.iter().map(|p| p.index).collect();
+    let carried: Vec<u32> = pcrs.iter().map(|p| p.index).collect();
     if &carried != indices {
         return Err((format!("values for PCRs {indices:?} in that order"), format!("values for PCRs {carried:?}")));
     }
-    if let Some(p) = ev.pcrs.iter().find(|p| p.sha256.len() != 32) {
+    if let Some(p) = pcrs.iter().find(|p| p.sha256.len() != 32) {
         return Err((format!("a 32-byte value for PCR {}", p.index), format!("{} bytes", p.sha256.len())));
     }
     let mut h = Sha256::new();
-    for p in &ev.pcrs {
+    for p in pcrs {
         h.update(&p.sha256);
     }
     let digest = h.finalize();
@@ -360,7 +368,7 @@ fn check_pcr_digest(ev: &TpmEvidence, quote: &wire::Quote, required: &[u32]) -> 
     }
 }
 
-fn check_pcr_values(ev: &TpmEvidence, policy: &TpmPolicy) -> Result<String, (String, String)> {
+fn check_pcr_values(pcrs: &[PcrValue], policy: &TpmPolicy) -> Result<String, (String, String)> {
     let mut reference: Vec<(u32, String)> = Vec::new();
     for (k, v) in &policy.pcrs {
         let index: u32 = k
@@ -372,7 +380,7 @@ fn check_pcr_values(ev: &TpmEvidence, policy: &TpmPolicy) -> Result<String, (Str
     }
     reference.sort();
     for (index, expected) in &reference {
-        match ev.pcrs.iter().find(|p| p.index == *index) {
+        match pcrs.iter().find(|p| p.index == *index) {
             None => return Err((format!("PCR {index} = {expected}"), format!("PCR {index} not quoted"))),
             Some(p) if hex::encode(&p.sha256) != *expected => {
                 return Err((format!("PCR {index} = {expected}"), format!("PCR {index} = {}", hex::encode(&p.sha256))));

@@ -205,6 +205,38 @@ fn tdx_and_sgx_samples_with_collateral() {
     assert_eq!(status_of(&json, "sgx-collateral")["status"], "failed", "{json:#}");
 }
 
+/// A policy's `max_evidence_age` cannot be applied to raw evidence (no wall-clock production
+/// time in a report or quote): `attest verify` records `evidence-age` as skipped with the
+/// reason, and prints it even without `--explain`, rather than verifying as if it had checked.
+#[test]
+fn attest_verify_says_it_did_not_apply_the_evidence_age() {
+    let v = Vouch::new();
+    let policy = v.write(
+        "aged.toml",
+        b"max_evidence_age = \"1h\"\n[sgx]\ntcb_statuses = [\"ConfigurationAndSWHardeningNeeded\"]\n\
+          advisories = [\"INTEL-SA-00289\", \"INTEL-SA-00615\"]\n",
+    );
+    let (quote, coll) = (testdata("sgx/quote.bin"), testdata("sgx/collateral.json"));
+    let rd = sgx_report_data_head();
+    let policy = policy.to_str().unwrap();
+    let base = [quote.as_str(), "--format", "sgx-quote", "--collateral", &coll, "--at", DCAP_AT, "--report-data", &rd];
+    let (code, json) = verify_json(&v, &[&base[..], &["--policy", policy]].concat());
+    assert_eq!(code, 0, "{json:#}");
+    let age = status_of(&json, "evidence-age");
+    assert_eq!(age["status"], "skipped", "{json:#}");
+    let reason = age["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("not applied: the policy's max_evidence_age (3600 s)") && reason.contains("sgx"),
+        "{reason}"
+    );
+    let (code, stdout, _) = run(&v, &[&["attest", "verify"][..], &base, &["--policy", policy]].concat());
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("SKIP evidence-age: not applied"), "{stdout}");
+    // Without the setting there is nothing to say.
+    let (_, json) = verify_json(&v, &base);
+    assert!(!json["checks"].as_array().unwrap().iter().any(|c| c["claim"] == "evidence-age"), "{json:#}");
+}
+
 /// Given their whole 64-byte report data (read from the sample bytes), the real SEV-SNP and TDX
 /// samples, made by other tools with arbitrary report data, verify completely at their pinned
 /// times; one flipped bit of that value fails the report-data claim naming both values.
@@ -396,6 +428,33 @@ fn tee_sev_snp_without_configfs_is_a_clear_error() {
     assert!(e.contains("configfs-tsm not available"), "{e}");
 }
 
+/// `vouch attest` and `vouch run` read `tee` and `tsm_root` from config.json when no flag is
+/// given; a flag wins; a value that names no TEE is an error naming config.json.
+#[test]
+fn tee_and_tsm_root_come_from_config_unless_flagged() {
+    let v = Vouch::new();
+    v.ok(&["config", "tee", "sev-snp"]);
+    v.ok(&["config", "tsm_root", "no-such-tsm-dir"]);
+    let e = v.err(&["attest"]);
+    assert!(e.contains("configfs-tsm not available") && e.contains("no-such-tsm-dir"), "{e}");
+    let e = v.err(&["attest", "--tsm-root", "flagged-tsm-dir"]);
+    assert!(e.contains("flagged-tsm-dir") && !e.contains("no-such-tsm-dir"), "the flag wins: {e}");
+    let out: Value = serde_json::from_str(&v.ok(&["attest", "--tee", "none", "--json"])).unwrap();
+    assert_eq!(out["technology"], "none");
+
+    v.ok(&["config", "tee", "bogus"]);
+    let config = v.home().join("config.json");
+    let want = format!("tee \"bogus\" in {}: expected none, tpm, sev-snp or tdx", config.display());
+    let e = v.err(&["attest"]);
+    assert!(e.contains(&want), "{e}");
+    let guest = repo_root().join("guests/wasm/echo_args.wasm");
+    let e = v.err(&["run", guest.to_str().unwrap(), "--arg", "x"]);
+    assert!(e.contains(&want), "{e}");
+    v.ok(&["run", guest.to_str().unwrap(), "--arg", "x", "--tee", "none"]);
+    v.ok(&["config", "tee", "3"]);
+    assert!(v.err(&["attest"]).contains("tee in"), "a non-string value is named");
+}
+
 #[cfg(not(feature = "tpm"))]
 #[test]
 fn tee_tpm_without_the_feature_says_how_to_get_it() {
@@ -455,6 +514,30 @@ fn evidence_fuzz_bodies_over_the_samples() {
         fuzz_body::evidence_snp(&data);
         fuzz_body::evidence_dcap(&data);
         fuzz_body::evidence_tpm(&data);
+    }
+}
+
+/// The `evidence_tpm_tools` fuzz body over its committed seeds (real swtpm + tpm2-tools output),
+/// their truncations and byte flips, and random bytes.
+#[test]
+fn tpm_tools_fuzz_body_over_its_seeds() {
+    let dir = repo_root().join("fuzz/seeds/evidence_tpm_tools");
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let seed = std::fs::read(entry.unwrap().path()).unwrap();
+        seeds += 1;
+        for cut in 0..seed.len() {
+            fuzz_body::evidence_tpm_tools(&seed[..cut]);
+        }
+        for i in 0..seed.len() {
+            let mut flipped = seed.clone();
+            flipped[i] ^= 0x41;
+            fuzz_body::evidence_tpm_tools(&flipped);
+        }
+    }
+    assert!(seeds >= 2, "seeds in {}", dir.display());
+    for seed in 0..16 {
+        fuzz_body::evidence_tpm_tools(&random_bytes(9100 + seed, (seed as usize * 131) % 3000));
     }
 }
 
@@ -577,6 +660,74 @@ mod swtpm {
 
         job_receipt_with_tpm_evidence_verifies_offline(&v, &tcti, root, &authority, &pcr23);
         sealed_input_released_on_tpm_evidence(&v, &tcti, root, &authority, &pcr23);
+        tee_from_config_nonce_freshness_and_refresh(&v, &tcti, root, &authority);
+    }
+
+    /// `tee`/`tcti` in config.json select the TPM for `vouch attest` and `vouch run` when no flag
+    /// is given, and a flag wins. A verifier's nonce (`vouch run --nonce`) gets fresh TPM
+    /// evidence bound to it, which `vouch verify --nonce` accepts for that nonce only. With
+    /// `evidence_refresh_secs` = 1, evidence older than that is replaced by a new quote.
+    fn tee_from_config_nonce_freshness_and_refresh(v: &Vouch, tcti: &str, root: &str, authority: &str) {
+        let unix_now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let json = |args: &[&str]| -> Value { serde_json::from_str(&v.ok(args)).unwrap() };
+        v.ok(&["config", "tee", "tpm"]);
+        v.ok(&["config", "tcti", tcti]);
+        assert_eq!(json(&["attest", "--json"])["technology"], "tpm");
+        // Flags win over config.json.
+        assert_eq!(json(&["attest", "--tee", "none", "--json"])["technology"], "none");
+        // (libtss2 logs its own lines to stderr before vouch's error.)
+        let (code, stderr) = v.fails(&["attest", "--tcti", "swtpm:host=127.0.0.1,port=1"]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("opening the TPM: TCTI \"swtpm:host=127.0.0.1,port=1\""), "the flag wins: {stderr}");
+
+        // `vouch run` with no --tee/--tcti: TPM evidence, from config.json.
+        v.ok(&["config", "evidence_refresh_secs", "1"]);
+        let guest = repo_root().join("guests/wasm/echo_args.wasm");
+        let guest = guest.to_str().unwrap();
+        let run = |args: &[&str]| -> (String, Value) {
+            let ran = json(&[&["run", guest, "--json"][..], args].concat());
+            let receipt = ran["receipt"].as_str().unwrap().to_owned();
+            let shown = json(&["receipt", "show", &receipt, "--json"]);
+            (receipt, shown["evidence"].clone())
+        };
+        let (_, first) = run(&["--arg", "refresh-1"]);
+        assert_eq!(first["technology"], "tpm", "{first:#}");
+        // Older than evidence_refresh_secs: the next receipt carries a new quote.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let (_, second) = run(&["--arg", "refresh-2"]);
+        assert_ne!(second["body"], first["body"], "evidence regenerated after evidence_refresh_secs");
+        assert!(second["produced_at"].as_u64() > first["produced_at"].as_u64(), "{first:#} {second:#}");
+
+        // A verifier's nonce: evidence made for it after the question, not the remembered one.
+        let nonce = "5eed0f0f1ce0000000000000000000a1";
+        let asked = unix_now();
+        let (receipt, fresh) = run(&["--arg", "fresh", "--nonce", nonce]);
+        assert_eq!(fresh["technology"], "tpm");
+        assert_ne!(fresh["body"], second["body"], "fresh evidence for the nonce");
+        let produced = fresh["produced_at"].as_u64().unwrap();
+        assert!(produced >= asked && produced <= unix_now(), "produced at {produced}, asked at {asked}");
+        v.ok(&["receipt", "export", &receipt, "-o", "nonce.car"]);
+
+        let verifier = Vouch::new();
+        let policy = verifier.write(
+            "policy.toml",
+            format!("accept = [\"tpm\"]\nmax_evidence_age = \"1h\"\n[tpm]\nenrollment_keys = [\"{authority}\"]\n")
+                .as_bytes(),
+        );
+        let car = v.path("nonce.car");
+        let base = ["verify", car.to_str().unwrap(), "--policy", policy.to_str().unwrap(), "--trust-root", root];
+        let out = verifier.ok(&[&base[..], &["--nonce", nonce, "--explain"]].concat());
+        for needle in ["pass  tpm-qualifying-data", "pass  evidence-age", "verifier-nonce"] {
+            assert!(out.contains(needle), "{needle:?} in {out}");
+        }
+        // Another verifier's nonce: the receipt does not answer it.
+        let other = "5eed0f0f1ce0000000000000000000a2";
+        let (code, stdout, stderr) = super::run(&verifier, &[&base[..], &["--nonce", other]].concat());
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(stdout.contains("verifier-nonce") && stdout.contains(&format!("expected nonce {other}")), "{stdout}");
+        assert!(one_line_error(&stderr).contains("claim verifier-nonce failed"), "{stderr}");
+
+        v.ok(&["config", "tee", "none"]);
     }
 
     /// The hospital's broker (a `vouch node` daemon) requires TPM evidence from an enrolled TPM
@@ -782,5 +933,261 @@ mod swtpm {
         let same = resigned("same.car", receipt.body.clone(), &node_key);
         let (code, stdout, stderr) = run(verifier, &["verify", &same, "--policy", policy, "--trust-root", root]);
         assert_eq!(code, 0, "{stdout}{stderr}");
+    }
+
+    /// Run a tpm2-tools command line (`tool args…`, split at spaces) in `dir` against `tpm`
+    /// (bounded: killed after 60 s), then flush the transient objects and sessions it left (swtpm
+    /// has no resource manager).
+    fn tpm2(tpm: &Swtpm, dir: &std::path::Path, command: &str) {
+        use std::process::{Command, Stdio};
+        use std::time::{Duration, Instant};
+        let run = |command: &str| {
+            let mut words = command.split_whitespace();
+            let tool = words.next().unwrap();
+            let mut child = Command::new(tool)
+                .args(words)
+                .current_dir(dir)
+                .env("TPM2TOOLS_TCTI", tpm.tcti())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("running {tool}: {e}"));
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{command} did not finish in 60 s");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            assert!(status.success(), "{command}: {status}: {stderr}");
+        };
+        run(command);
+        run("tpm2_flushcontext -t");
+        run("tpm2_flushcontext -s");
+    }
+
+    /// Are tpm2-tools installed? Skips without them, fails under CI=true.
+    fn tpm2_tools_available() -> bool {
+        let found = ["tpm2_createek", "tpm2_createak", "tpm2_quote", "tpm2_readpublic", "tpm2_flushcontext"]
+            .iter()
+            .all(|t| std::process::Command::new(t).arg("--version").output().is_ok_and(|o| o.status.success()));
+        if !found {
+            crate::skip_or_fail("tpm2-tools not found (apt-get install tpm2-tools)");
+        }
+        found
+    }
+
+    /// `vouch` arguments: `words` split at spaces.
+    fn args(words: &str) -> Vec<&str> {
+        words.split_whitespace().collect()
+    }
+
+    /// `vouch attest verify --format tpm-quote` over what real tpm2-tools wrote for a real
+    /// swtpm: an ECC and an RSA AK, each in its TPM2B_PUBLIC and PEM forms, signatures in the
+    /// tss and plain forms, PCR files in the serialized and values forms; then every tampering
+    /// fails the claim it breaks, and malformed companion files are one-line errors.
+    #[test]
+    fn tpm2_tools_quotes_verify() {
+        if !swtpm_available() || !tpm2_tools_available() {
+            return;
+        }
+        let tpm = Swtpm::start();
+        let v = Vouch::new();
+        let dir = v.work();
+        tpm2(&tpm, &dir, "tpm2_createek -c ek.ctx -G rsa -u ek.pub");
+        let nonce = "0123456789abcdef00112233";
+        for (alg, scheme) in [("ecc", "ecdsa"), ("rsa", "rsassa")] {
+            let createak = format!("tpm2_createak -C ek.ctx -c {alg}.ctx -G {alg} -g sha256 -s {scheme}");
+            if alg == "ecc" {
+                tpm2(&tpm, &dir, &format!("{createak} -u {alg}-ak.pub"));
+                tpm2(&tpm, &dir, &format!("tpm2_readpublic -c {alg}.ctx -f pem -o {alg}-ak.pem"));
+            } else {
+                tpm2(&tpm, &dir, &format!("{createak} -f pem -u {alg}-ak.pem"));
+                tpm2(&tpm, &dir, &format!("tpm2_readpublic -c {alg}.ctx -o {alg}-ak.pub"));
+            }
+            tpm2(
+                &tpm,
+                &dir,
+                &format!(
+                    "tpm2_quote -c {alg}.ctx -l sha256:0,1,2,3,16 -q {nonce} -m {alg}.msg -s {alg}.sig -o {alg}.pcrs \
+                     -g sha256"
+                ),
+            );
+            let files = [alg, "sig", "pub", "pem", "pcrs"].map(|ext| match ext {
+                "pub" | "pem" => format!("{alg}-ak.{ext}"),
+                e if e == alg => format!("{alg}.msg"),
+                e => format!("{alg}.{e}"),
+            });
+            check_tools_quote(&v, &files, nonce);
+
+            // The other output forms: a plain signature (DER ECDSA, raw RSA) and bare PCR values.
+            tpm2(
+                &tpm,
+                &dir,
+                &format!(
+                    "tpm2_quote -c {alg}.ctx -l sha256:0,7,23 -q ab -m {alg}2.msg -s {alg}2.sig -f plain \
+                     -o {alg}2.pcrs -F values -g sha256"
+                ),
+            );
+            let second = format!("{alg}2.msg --signature {alg}2.sig --ak {alg}-ak.pub --pcrs {alg}2.pcrs");
+            let json = tools_ok(&v, &second, "ab");
+            let decode = status_of(&json, "tpm-decode")["detail"].as_str().unwrap().to_owned();
+            assert!(decode.contains("plain") && decode.contains("3 PCR values (values)"), "{decode}");
+            assert!(status_of(&json, "tpm-pcr-digest")["detail"].as_str().unwrap().contains("[0, 7, 23]"), "{json:#}");
+
+            // The real files, their truncations and byte flips through the fuzz body.
+            let read = |n: &str| std::fs::read(v.path(n)).unwrap();
+            let real: Vec<Vec<u8>> = files.iter().map(|f| read(f)).collect();
+            for i in [0, 1, 2, 4] {
+                for cut in (0..real[i].len()).step_by(3) {
+                    let mut parts = real.clone();
+                    parts[i].truncate(cut);
+                    fuzz_body::tpm_tools_files(&parts[0], &parts[1], &parts[2], Some(&parts[4]));
+                    fuzz_body::tpm_tools_files(&parts[0], &parts[1], &parts[3], None);
+                    parts[i] = real[i].clone();
+                    parts[i][cut] ^= 0x10;
+                    fuzz_body::tpm_tools_files(&parts[0], &parts[1], &parts[2], Some(&parts[4]));
+                }
+            }
+        }
+    }
+
+    /// `attest verify --format tpm-quote ARGS --report-data HEX --json`: (exit code, JSON).
+    fn tools_verify(v: &Vouch, rest: &str, report_data: &str) -> (i32, Value) {
+        let mut a = args(rest);
+        a.extend(["--format", "tpm-quote"]);
+        if !report_data.is_empty() {
+            a.extend(["--report-data", report_data]);
+        }
+        verify_json(v, &a)
+    }
+
+    /// Exit 0, every claim passed or skipped.
+    #[track_caller]
+    fn tools_ok(v: &Vouch, rest: &str, report_data: &str) -> Value {
+        let (code, json) = tools_verify(v, rest, report_data);
+        assert_eq!(code, 0, "{json:#}");
+        assert_eq!(json["verified"], true);
+        json
+    }
+
+    /// Exit 1 with exactly `claim` failed, its `found` containing `needle`.
+    #[track_caller]
+    fn tools_fails(v: &Vouch, rest: &str, report_data: &str, claim: &str, needle: &str) {
+        let (code, json) = tools_verify(v, rest, report_data);
+        assert_eq!(code, 1, "{json:#}");
+        only_failure(&json, claim, needle);
+    }
+
+    /// The claims over one quote's files: `[quote, signature, AK TPM2B_PUBLIC, AK PEM, PCR file]`.
+    fn check_tools_quote(v: &Vouch, files: &[String; 5], nonce: &str) {
+        let [msg, sig, ak_pub, ak_pem, pcrs] = files;
+        let base = format!("{msg} --signature {sig} --ak {ak_pub} --pcrs {pcrs}");
+        let json = tools_ok(v, &base, nonce);
+        for claim in [
+            "technology",
+            "tpm-decode",
+            "tpm-ak-attributes",
+            "tpm-quote-signature",
+            "tpm-quote-magic-type",
+            "tpm-qualifying-data",
+            "tpm-pcr-digest",
+        ] {
+            assert_eq!(status_of(&json, claim)["status"], "passed", "{claim}: {json:#}");
+        }
+        // What these files cannot show is skipped, saying the AK is taken on trust.
+        for claim in ["tpm-ek-chain", "tpm-ek-validity", "tpm-ak-binding", "tpm-pcr-values"] {
+            assert_eq!(status_of(&json, claim)["status"], "skipped", "{claim}: {json:#}");
+        }
+        let why = status_of(&json, "tpm-ak-binding")["reason"].as_str().unwrap();
+        assert!(why.contains("AK name 000b") && why.contains("trusted as given"), "{why}");
+        assert_eq!(status_of(&json, "tpm-qualifying-data")["detail"], nonce);
+        assert!(status_of(&json, "tpm-pcr-digest")["detail"].as_str().unwrap().contains("[0, 1, 2, 3, 16]"));
+        // Human output: the trust assumption first, whatever the verdict.
+        let tail = ["--format", "tpm-quote", "--report-data", nonce];
+        let out = v.ok(&[&["attest", "verify"][..], &args(&base), &tail].concat());
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("TRUST ASSUMPTION: the AK public key given"), "{out}");
+        assert!(lines.last().unwrap().starts_with("verified: tpm evidence, 7 claims passed, 4 skipped"), "{out}");
+
+        // The PEM form of the same AK: no TPM attributes to check, everything else holds.
+        let json = tools_ok(v, &format!("{msg} --signature {sig} --ak {ak_pem} --pcrs {pcrs}"), nonce);
+        assert_eq!(status_of(&json, "tpm-ak-attributes")["status"], "skipped");
+        let why = status_of(&json, "tpm-ak-binding")["reason"].as_str().unwrap();
+        assert!(why.contains("AK SHA-256(") && why.contains("trusted as given"), "{why}");
+
+        // Without --pcrs the digest is attested but not what it covers; a policy's reference
+        // values then cannot hold. A fresh swtpm's PCRs 0..=16 are zero: the policy pins them.
+        let no_pcrs = format!("{msg} --signature {sig} --ak {ak_pub}");
+        let json = tools_ok(v, &no_pcrs, nonce);
+        let why = status_of(&json, "tpm-pcr-digest")["reason"].as_str().unwrap();
+        assert!(why.contains("no PCR values given") && why.contains("sha256:0,1,2,3,16"), "{why}");
+        let zero = "00".repeat(32);
+        v.write("good.toml", format!("[tpm.pcrs]\n\"0\" = \"{zero}\"\n\"16\" = \"{zero}\"\n").as_bytes());
+        v.write("bad.toml", format!("[tpm.pcrs]\n\"16\" = \"{}\"\n", "ab".repeat(32)).as_bytes());
+        let json = tools_ok(v, &format!("{base} --policy good.toml"), nonce);
+        assert_eq!(status_of(&json, "tpm-pcr-values")["status"], "passed");
+        tools_fails(v, &format!("{base} --policy bad.toml"), nonce, "tpm-pcr-values", &format!("PCR 16 = {zero}"));
+        tools_fails(v, &format!("{no_pcrs} --policy good.toml"), nonce, "tpm-pcr-values", "no PCR values given");
+
+        // Another nonce, or none.
+        tools_fails(v, &base, "0123", "tpm-qualifying-data", nonce);
+        tools_fails(v, &base, "", "tpm-qualifying-data", "none given");
+
+        // A flipped byte of the quote (its PCR digest) or of the signature: the signature fails,
+        // and what the quote says is not looked at.
+        let flipped = |name: &str, at: fn(usize) -> usize| -> String {
+            let mut bytes = std::fs::read(v.path(name)).unwrap();
+            let i = at(bytes.len());
+            bytes[i] ^= 0x01;
+            v.write(&format!("flipped-{name}"), &bytes);
+            format!("flipped-{name}")
+        };
+        let bad = format!("{} --signature {sig} --ak {ak_pub} --pcrs {pcrs}", flipped(msg, |n| n - 1));
+        tools_fails(v, &bad, nonce, "tpm-quote-signature", "does not verify");
+        let (code, stdout, stderr) = run(v, &[&["attest", "verify"][..], &args(&bad), &tail].concat());
+        assert_eq!(code, 1);
+        assert!(stdout.contains("FAIL tpm-quote-signature: "), "{stdout}");
+        assert!(one_line_error(&stderr).contains("tpm-quote-signature failed"), "{stderr}");
+        let bad = format!("{msg} --signature {} --ak {ak_pub} --pcrs {pcrs}", flipped(sig, |n| n - 2));
+        tools_fails(v, &bad, nonce, "tpm-quote-signature", "");
+        // A changed PCR value (the first digest of the serialized file): the digest fails.
+        let bad = format!("{msg} --signature {sig} --ak {ak_pub} --pcrs {}", flipped(pcrs, |_| 136 + 4 + 2));
+        tools_fails(v, &bad, nonce, "tpm-pcr-digest", "from the carried PCR values");
+        // A quote cut short does not decode: exit 1, every later claim skipped.
+        v.write("cut.msg", &std::fs::read(v.path(msg)).unwrap()[..40]);
+        let (code, json) = tools_verify(v, &format!("cut.msg --signature {sig} --ak {ak_pub}"), nonce);
+        assert_eq!(code, 1);
+        assert_eq!(status_of(&json, "tpm-decode")["status"], "failed", "{json:#}");
+        assert_eq!(status_of(&json, "tpm-quote-signature")["status"], "skipped", "{json:#}");
+
+        // Malformed or missing companion files: exit 2, one line naming the file and the problem.
+        let short = |name: &str| {
+            let bytes = std::fs::read(v.path(name)).unwrap();
+            v.write(&format!("short-{name}"), &bytes[..bytes.len() / 2]);
+            format!("short-{name}")
+        };
+        let err = |rest: String| v.err(&[&["attest", "verify"][..], &args(&rest), &["--format", "tpm-quote"]].concat());
+        let e = err(format!("{msg} --signature {} --ak {ak_pub}", short(sig)));
+        assert!(e.contains("--signature short-") && e.contains("TPMT_SIGNATURE"), "{e}");
+        let e = err(format!("{msg} --signature {sig} --ak {}", short(ak_pub)));
+        assert!(e.contains("--ak short-") && e.contains("TPM2B_PUBLIC"), "{e}");
+        let e = err(format!("{msg} --signature {sig} --ak {ak_pub} --pcrs {}", short(pcrs)));
+        assert!(e.contains("--pcrs short-") && e.contains("not a tpm2-tools PCR file"), "{e}");
+        assert!(err(format!("{msg} --ak {ak_pub}")).contains("needs --signature"));
+        assert!(err(format!("{msg} --signature {sig}")).contains("needs --ak"));
+        let e = err(format!("{msg} --signature {sig} --ak {ak_pub} --report-data zz"));
+        assert!(e.contains("--report-data: not hex"), "{e}");
+        // The companion options on a file that is not a raw quote.
+        let e = err(format!("{sig} --signature {sig} --ak {ak_pub}"));
+        assert!(e.contains("--signature goes with --format tpm-quote and a raw TPMS_ATTEST"), "{e}");
     }
 }
