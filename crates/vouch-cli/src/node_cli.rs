@@ -20,7 +20,8 @@ use crate::job::{self, JobResult};
 
 #[derive(Args)]
 pub struct NodeArgs {
-    /// A JSON file whose `swarm`, `api`, `bootstrap` and `jobs` override config.json's.
+    /// A JSON file whose `swarm`, `api`, `bootstrap`, `jobs`, `local_only` and `quota` override
+    /// config.json's.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Evidence for receipts of jobs this node runs (default: `tee` in config.json, else none).

@@ -44,7 +44,7 @@ pub use libp2p::{Multiaddr, PeerId};
 use vouch_dag::{BlockSource, DagError, MemoryBlocks};
 use vouch_store::{Store, StoreError};
 
-pub use node::{DagStats, Node, NodeHandle, Provider};
+pub use node::{Bandwidth, DagStats, Node, NodeHandle, Provider};
 
 /// Agent string sent in Identify.
 pub const AGENT_VERSION: &str = concat!("vouch/", env!("CARGO_PKG_VERSION"));

@@ -166,6 +166,16 @@ pub struct NodeHandle {
     fetch_window: usize,
     /// Opens and accepts request/response streams ([`crate::rpc`]).
     control: libp2p_stream::Control,
+    /// libp2p's bandwidth counters (bytes on every stream of every connection, per direction).
+    metrics: Arc<prometheus_client::registry::Registry>,
+}
+
+/// Bytes this node's connections carried on their streams since it started, all peers and
+/// protocols together (libp2p's bandwidth metering: stream payload after Noise and Yamux).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bandwidth {
+    pub total_in: u64,
+    pub total_out: u64,
 }
 
 /// What [`NodeHandle::fetch_dag`] did.
@@ -203,12 +213,14 @@ impl Node {
             .with_max_pending_incoming(Some(config.max_pending_incoming))
             .with_max_established_per_peer(Some(config.max_connections_per_peer));
         let mut inbound_behaviour = Some(inbound_behaviour);
+        let mut metrics = prometheus_client::registry::Registry::default();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)
             .map_err(|e| NetError::Transport(e.to_string()))?
             // QUIC v1 (`/udp/PORT/quic-v1`), as Kubo speaks it: TLS 1.3 and its own streams.
             .with_quic()
+            .with_bandwidth_metrics(&mut metrics)
             .with_behaviour(|key| {
                 let id = key.public().to_peer_id();
                 let mut kad = kad::Behaviour::with_config(
@@ -264,6 +276,7 @@ impl Node {
             next_id: Arc::default(),
             fetch_window: config.fetch_window.max(1),
             control: swarm.behaviour().stream.new_control(),
+            metrics: Arc::new(metrics),
         };
         let node = Node {
             swarm,
@@ -1091,6 +1104,23 @@ fn coalesce(mut first: pb::Message, queue: &mut mpsc::Receiver<pb::Message>) -> 
 }
 
 impl NodeHandle {
+    /// Bytes in and out since the node started ([`Bandwidth`]).
+    pub fn bandwidth(&self) -> Bandwidth {
+        let mut text = String::new();
+        // Writing to a String does not fail; a failure would only leave counts out.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.metrics);
+        let mut bw = Bandwidth::default();
+        for line in text.lines().filter(|l| l.starts_with("libp2p_bandwidth_bytes_total{")) {
+            let Some(n) = line.rsplit_once(' ').and_then(|(_, v)| v.parse::<u64>().ok()) else { continue };
+            if line.contains("direction=\"Inbound\"") {
+                bw.total_in += n;
+            } else if line.contains("direction=\"Outbound\"") {
+                bw.total_out += n;
+            }
+        }
+        bw
+    }
+
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
     }

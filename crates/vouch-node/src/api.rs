@@ -23,7 +23,7 @@ use vouch_net::{AGENT_VERSION, Multiaddr, NetError, NodeHandle};
 use vouch_store::{Store, StoreError};
 
 use crate::DaemonInfo;
-use crate::jobs::{JobStatus, Jobs, Refusal};
+use crate::jobs::{JobStatus, Jobs, Refusal, Requester};
 
 /// Shared by every handler: cheap to clone.
 #[derive(Clone)]
@@ -46,6 +46,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v0/id", get(id).post(id))
         .route("/api/v0/swarm/connect", post(swarm_connect))
         .route("/api/v0/swarm/peers", get(swarm_peers).post(swarm_peers))
+        .route("/api/v0/stats/bw", get(stats_bw).post(stats_bw))
         // The body streams into the store: no size limit here (the disk is the limit).
         .route("/api/v0/add", post(add).layer(DefaultBodyLimit::disable()))
         .route("/api/v0/cat", get(cat).post(cat))
@@ -65,7 +66,33 @@ pub(crate) fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route (see /api/v0/openapi.json)")
         })
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Most bytes of a plain-text error body read to turn it into JSON.
+const MAX_TEXT_ERROR: usize = 64 << 10;
+
+/// Every error answer is JSON: one that is not yet (axum's own rejections, e.g. the plain-text
+/// 413 of a body over its route's limit) becomes `{"error": its text, "code": status}`.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json =
+        resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let text = axum::body::to_bytes(resp.into_body(), MAX_TEXT_ERROR).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let reason = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => format!(
+            "the request body is larger than this route accepts (a job spec: at most {} bytes): {text}",
+            vouch_net::rpc::MAX_REQUEST
+        ),
+        _ if text.is_empty() => status.canonical_reason().unwrap_or("request failed").to_string(),
+        _ => text,
+    };
+    ApiError::new(status, reason).into_response()
 }
 
 /// A failed request: `{"error": reason, "code": HTTP status}`.
@@ -216,6 +243,13 @@ async fn swarm_peers(State(s): State<AppState>) -> Result<Json<Value>, ApiError>
     let peers = s.net.peers().await.map_err(|e| net_error("listing peers".into(), e))?;
     let list: Vec<Value> = peers.iter().map(|p| json!({ "Peer": p.to_string() })).collect();
     Ok(Json(json!({ "Peers": list })))
+}
+
+/// Bytes over libp2p since the daemon started, all peers and protocols, as `ipfs stats bw`
+/// totals them.
+async fn stats_bw(State(s): State<AppState>) -> Json<Value> {
+    let bw = s.net.bandwidth();
+    Json(json!({ "TotalIn": bw.total_in, "TotalOut": bw.total_out }))
 }
 
 #[derive(Deserialize)]
@@ -374,7 +408,7 @@ fn refusal_error(r: Refusal) -> Response {
         Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
         Refusal::Unavailable(_) => StatusCode::NOT_FOUND,
         Refusal::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Refusal::Policy(_) => StatusCode::FORBIDDEN,
+        Refusal::Policy(_) | Refusal::Quota(_) => StatusCode::FORBIDDEN,
         Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     if status.is_server_error() {
@@ -438,11 +472,11 @@ async fn job_submit(State(s): State<AppState>, uri: Uri, body: Bytes) -> Result<
         let jobs = s.jobs.clone();
         // The status shows it at once; the job runs on after the answer.
         jobs.mark_submitted(job);
-        tokio::spawn(async move { jobs.run(spec, timeout, keys).await });
+        tokio::spawn(async move { jobs.run(Requester::Http, spec, timeout, keys).await });
         let body = json!({ "Job": job.to_string(), "Status": "submitted" });
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
-    match s.jobs.run(spec, timeout, keys).await {
+    match s.jobs.run(Requester::Http, spec, timeout, keys).await {
         Ok(receipt) => Ok(Json(job_json(&s, &job, &JobStatus::Done { receipt }).await?).into_response()),
         Err(r) => Ok(refusal_error(r)),
     }
@@ -551,6 +585,10 @@ pub(crate) fn openapi_doc() -> Value {
         "summary": "Connected peers",
         "responses": { "200": json_ok("{\"Peers\": [{\"Peer\": id}]}") }
     });
+    let bw_op = json!({
+        "summary": "Bytes in and out over libp2p since the daemon started (stream payload, all peers and protocols)",
+        "responses": { "200": json_ok("{\"TotalIn\": bytes, \"TotalOut\": bytes}") }
+    });
     let cat_op = json!({
         "summary": "The bytes of a UnixFS file; missing blocks are fetched over bitswap from connected peers first",
         "parameters": [
@@ -621,6 +659,7 @@ pub(crate) fn openapi_doc() -> Value {
                                "400": err("not a multiaddr"), "502": err("dial failed") }
             }},
             "/api/v0/swarm/peers": { "get": peers_op, "post": peers_op },
+            "/api/v0/stats/bw": { "get": bw_op, "post": bw_op },
             "/api/v0/add": { "post": {
                 "summary": "Add one file (the raw request body) with the default import parameters; pinned",
                 "parameters": [{ "name": "name", "in": "query", "required": false, "schema": {"type": "string"} }],
@@ -659,9 +698,9 @@ pub(crate) fn openapi_doc() -> Value {
                     "200": json_ok("{\"Job\", \"Status\": \"done\", \"Receipt\", \"Outcome\", \"Output\", \"Stdout\", \"Stderr\", \"Evidence\"}"),
                     "202": json_ok("{\"Job\", \"Status\": \"submitted\"}"),
                     "400": refused("bad-request: the body is not a valid job spec"),
-                    "403": refused("policy: this node runs no jobs"),
+                    "403": refused("policy: this node runs no jobs; quota: the spec's limits exceed the node's ceilings"),
                     "404": refused("unavailable: a module, input or mount is neither here nor at a connected peer"),
-                    "503": refused("busy: the node runs as many jobs as it is configured to")
+                    "503": refused("busy: the node, or this requester, runs as many jobs as the config allows")
                 }
             }},
             "/api/v0/job/status": { "get": status_op, "post": status_op },
@@ -681,7 +720,7 @@ pub(crate) fn openapi_doc() -> Value {
             "type": "object", "required": ["error", "code", "refusal"],
             "properties": { "error": {"type": "string", "description": "the reason"},
                             "code": {"type": "integer", "description": "the HTTP status"},
-                            "refusal": {"type": "string", "enum": ["bad-request", "unavailable", "busy", "policy", "internal"]} }
+                            "refusal": {"type": "string", "enum": ["bad-request", "unavailable", "busy", "policy", "quota", "internal"]} }
         }}}
     })
 }

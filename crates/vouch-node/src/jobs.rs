@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use vouch_dag::car::{CarReader, CarWriter, walk_dag};
 use vouch_dag::{BlockSink, Cid, DagError};
-use vouch_net::NodeHandle;
+use vouch_net::{NodeHandle, PeerId};
 use vouch_receipt::{EvidenceBody, JobSpec, Receipt};
 use vouch_store::{Store, StoreError};
 
@@ -91,6 +91,10 @@ pub enum Refusal {
     /// The node runs no jobs, or its policy forbids this one.
     #[error("{0}")]
     Policy(String),
+    /// The job asks for more than this node's [`Quota`] allows (the reason names the limit,
+    /// the ceiling and what was asked).
+    #[error("{0}")]
+    Quota(String),
     /// The node failed (its store, its sandbox): not the job's fault.
     #[error("node error: {0}")]
     Internal(String),
@@ -103,6 +107,7 @@ impl Refusal {
             Refusal::Unavailable(_) => "unavailable",
             Refusal::Busy(_) => "busy",
             Refusal::Policy(_) => "policy",
+            Refusal::Quota(_) => "quota",
             Refusal::Internal(_) => "internal",
         }
     }
@@ -114,6 +119,7 @@ impl Refusal {
             | Refusal::Unavailable(r)
             | Refusal::Busy(r)
             | Refusal::Policy(r)
+            | Refusal::Quota(r)
             | Refusal::Internal(r) => r,
         }
     }
@@ -160,6 +166,85 @@ impl JobResponse {
 
     pub fn decode(bytes: &[u8]) -> Result<JobResponse, String> {
         serde_ipld_dagcbor::from_slice(bytes).map_err(|e| format!("not a job response: {e}"))
+    }
+}
+
+/// Who asked for a job; per-requester limits ([`Quota::jobs_per_peer`]) count by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Requester {
+    /// A peer, over the job protocol.
+    Peer(PeerId),
+    /// The loopback HTTP API: all its clients together count as one requester.
+    Http,
+}
+
+impl std::fmt::Display for Requester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Requester::Peer(p) => write!(f, "peer {p}"),
+            Requester::Http => f.write_str("the HTTP API"),
+        }
+    }
+}
+
+/// What one job may ask for, and how many jobs one requester may run at once (`quota` in the
+/// node config). A job past a ceiling is refused `quota`, past the per-requester count `busy`.
+/// The defaults refuse nothing a default job spec asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Jobs one requester (a peer, or the HTTP API as a whole) may have fetching or running at
+    /// once (`jobs_per_peer`). Default: `None`, only the node's `jobs` limit applies.
+    pub jobs_per_peer: Option<usize>,
+    /// Most fuel a job may ask for (`max_fuel`); when set, a job asking for unmetered fuel is
+    /// refused. Default: `None` (no ceiling).
+    pub max_fuel: Option<u64>,
+    /// Most linear memory a job may ask for (`max_memory_bytes`). Default: 4 GiB (all a wasm32
+    /// memory can address).
+    pub max_memory_bytes: u64,
+    /// Longest wall time a job may ask for (`max_wall_time_ms`). Default: 1 h.
+    pub max_wall_time_ms: u64,
+    /// Most output bytes a job may ask for (`max_output_bytes`). Default: 16 GiB.
+    pub max_output_bytes: u64,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Quota {
+            jobs_per_peer: None,
+            max_fuel: None,
+            max_memory_bytes: 4 << 30,
+            max_wall_time_ms: 3_600_000,
+            max_output_bytes: 16 << 30,
+        }
+    }
+}
+
+impl Quota {
+    /// `Err(Refusal::Quota)` naming the first limit of `spec` over its ceiling, with the
+    /// ceiling and what the job asked for.
+    pub fn check(&self, spec: &JobSpec) -> Result<(), Refusal> {
+        let l = &spec.limits;
+        let over = |limit: &str, allowed: u64, asked: String| {
+            Err(Refusal::Quota(format!(
+                "job {}: limits.{limit} is {asked}; this node allows at most {allowed} (quota.max_{limit})",
+                spec.cid()
+            )))
+        };
+        match (self.max_fuel, l.fuel) {
+            (Some(max), None) => return over("fuel", max, "unmetered".into()),
+            (Some(max), Some(f)) if f > max => return over("fuel", max, f.to_string()),
+            _ => {}
+        }
+        if l.memory_bytes > self.max_memory_bytes {
+            return over("memory_bytes", self.max_memory_bytes, l.memory_bytes.to_string());
+        }
+        if l.wall_time_ms > self.max_wall_time_ms {
+            return over("wall_time_ms", self.max_wall_time_ms, l.wall_time_ms.to_string());
+        }
+        if l.output_bytes > self.max_output_bytes {
+            return over("output_bytes", self.max_output_bytes, l.output_bytes.to_string());
+        }
+        Ok(())
     }
 }
 
@@ -217,7 +302,28 @@ pub(crate) struct Jobs {
     executor: Option<Arc<dyn Executor>>,
     running: tokio::sync::Semaphore,
     concurrency: usize,
+    quota: Quota,
+    /// Jobs fetching or running per requester (entries at zero are removed).
+    per_requester: Mutex<HashMap<Requester, usize>>,
     table: Mutex<(HashMap<Cid, JobStatus>, VecDeque<Cid>)>,
+}
+
+/// One requester's claim on a job slot, given back when dropped.
+struct RequesterSlot<'a> {
+    jobs: &'a Jobs,
+    who: Requester,
+}
+
+impl Drop for RequesterSlot<'_> {
+    fn drop(&mut self) {
+        let mut map = self.jobs.per_requester.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.who) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.who);
+            }
+        }
+    }
 }
 
 impl Jobs {
@@ -226,6 +332,7 @@ impl Jobs {
         store: Arc<Store>,
         executor: Option<Arc<dyn Executor>>,
         concurrency: usize,
+        quota: Quota,
     ) -> Arc<Jobs> {
         let concurrency = concurrency.max(1);
         Arc::new(Jobs {
@@ -234,8 +341,26 @@ impl Jobs {
             executor,
             running: tokio::sync::Semaphore::new(concurrency),
             concurrency,
+            quota,
+            per_requester: Mutex::new(HashMap::new()),
             table: Mutex::new((HashMap::new(), VecDeque::new())),
         })
+    }
+
+    /// A job slot for `who`, or `busy` when it already has [`Quota::jobs_per_peer`] jobs.
+    fn claim(&self, who: Requester) -> Result<RequesterSlot<'_>, Refusal> {
+        let mut map = self.per_requester.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.get(&who).copied().unwrap_or(0);
+        if let Some(max) = self.quota.jobs_per_peer
+            && n >= max
+        {
+            return Err(Refusal::Busy(format!(
+                "{who} already has {n} job(s) on this node, the most one requester may have \
+                 (quota.jobs_per_peer = {max}); try later"
+            )));
+        }
+        map.insert(who, n + 1);
+        Ok(RequesterSlot { jobs: self, who })
     }
 
     fn set(&self, job: Cid, status: JobStatus) {
@@ -265,9 +390,15 @@ impl Jobs {
     /// Run `spec` here: make its module, inputs and mounts local (waiting at most `timeout`
     /// for any one block), then execute it; the receipt's CID. Every step is recorded as the
     /// job's status.
-    pub(crate) async fn run(&self, spec: JobSpec, timeout: Duration, keys: KeySources) -> Result<Cid, Refusal> {
+    pub(crate) async fn run(
+        &self,
+        from: Requester,
+        spec: JobSpec,
+        timeout: Duration,
+        keys: KeySources,
+    ) -> Result<Cid, Refusal> {
         let job = spec.cid();
-        let result = self.run_inner(spec, timeout, keys).await;
+        let result = self.run_inner(from, spec, timeout, keys).await;
         match &result {
             Ok(receipt) => self.set(job, JobStatus::Done { receipt: *receipt }),
             Err(r) => {
@@ -278,11 +409,19 @@ impl Jobs {
         result
     }
 
-    async fn run_inner(&self, spec: JobSpec, timeout: Duration, keys: KeySources) -> Result<Cid, Refusal> {
+    async fn run_inner(
+        &self,
+        from: Requester,
+        spec: JobSpec,
+        timeout: Duration,
+        keys: KeySources,
+    ) -> Result<Cid, Refusal> {
         let job = spec.cid();
         let Some(executor) = self.executor.clone() else {
             return Err(Refusal::Policy("this node does not run jobs".into()));
         };
+        self.quota.check(&spec)?;
+        let _slot = self.claim(from)?;
         let Ok(_permit) = self.running.try_acquire() else {
             return Err(Refusal::Busy(format!(
                 "{} jobs are already running on this node; try later",
@@ -330,7 +469,7 @@ pub(crate) async fn serve(jobs: Arc<Jobs>) {
     while let Some(request) = requests.recv().await {
         let jobs = jobs.clone();
         tokio::spawn(async move {
-            let response = match answer(&jobs, &request.body).await {
+            let response = match answer(&jobs, request.peer, &request.body).await {
                 Ok(r) => r,
                 Err(refusal) => {
                     tracing::debug!(peer = %request.peer, "job request refused: {refusal}");
@@ -342,14 +481,15 @@ pub(crate) async fn serve(jobs: Arc<Jobs>) {
     }
 }
 
-async fn answer(jobs: &Jobs, body: &[u8]) -> Result<JobResponse, Refusal> {
+async fn answer(jobs: &Jobs, peer: PeerId, body: &[u8]) -> Result<JobResponse, Refusal> {
     let request = JobRequest::decode(body)?;
     let spec = JobSpec::decode(&request.spec).map_err(|e| Refusal::BadRequest(format!("job spec: {e}")))?;
     let keys = KeySources {
         brokers: request.brokers,
         endorsements: request.endorsements.into_iter().map(serde_bytes::ByteBuf::into_vec).collect(),
     };
-    let receipt = jobs.run(spec, Duration::from_millis(request.fetch_timeout_ms), keys).await?;
+    let timeout = Duration::from_millis(request.fetch_timeout_ms);
+    let receipt = jobs.run(Requester::Peer(peer), spec, timeout, keys).await?;
     let store = jobs.store.clone();
     tokio::task::spawn_blocking(move || receipt_answer(&store, &receipt))
         .await
@@ -422,4 +562,30 @@ where
         sink.put(&cid, &data).map_err(|e| format!("storing {cid}: {e}"))?;
     }
     receipt_bytes.ok_or_else(|| format!("the answer's CAR does not hold receipt {receipt}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_names_the_limit_the_ceiling_and_the_request() {
+        let module = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy".parse().unwrap();
+        let mut spec = JobSpec::new(module);
+        assert_eq!(Quota::default().check(&spec), Ok(()), "the defaults refuse no default job");
+        let q = Quota { max_wall_time_ms: 5000, max_fuel: Some(1000), ..Quota::default() };
+        let e = q.check(&spec).unwrap_err();
+        assert_eq!(e.code(), "quota");
+        assert!(e.reason().contains("limits.fuel is unmetered; this node allows at most 1000"), "{e}");
+        spec.limits.fuel = Some(1000);
+        let e = q.check(&spec).unwrap_err();
+        assert!(e.reason().contains("limits.wall_time_ms is 60000; this node allows at most 5000"), "{e}");
+        assert!(e.reason().contains(&spec.cid().to_string()), "{e}");
+        spec.limits.wall_time_ms = 5000;
+        assert_eq!(q.check(&spec), Ok(()));
+        spec.limits.output_bytes = 32 << 30;
+        assert!(q.check(&spec).unwrap_err().reason().contains("limits.output_bytes"));
+        spec.limits.memory_bytes = 5 << 30;
+        assert!(q.check(&spec).unwrap_err().reason().contains("limits.memory_bytes"));
+    }
 }

@@ -4,7 +4,8 @@
 //! [`Daemon::start`] opens `$VOUCH_HOME` (the ed25519 node key `identity.pem`, which is also the
 //! libp2p identity, and the store `store/`), starts the swarm and the HTTP server, and writes
 //! `$VOUCH_HOME/api` (the HTTP address) and `$VOUCH_HOME/swarm` (the listen multiaddrs) so that
-//! CLI commands can find it; [`Daemon::shutdown`] removes them again. Routes: `docs/http-api.md`.
+//! CLI commands can find it, and `$VOUCH_HOME/pid`, locked while it runs, so that a second daemon
+//! on the same home is refused; [`Daemon::shutdown`] removes them again. Routes: `docs/http-api.md`.
 //!
 //! ```no_run
 //! # #[tokio::main] async fn main() -> Result<(), vouch_node::NodeError> {
@@ -39,11 +40,15 @@ use tokio::task::JoinHandle;
 use vouch_net::{Multiaddr, NetError, Node, NodeHandle, PeerId, Protocol};
 use vouch_store::{Store, StoreError};
 
-pub use jobs::{Executor, JobRequest, JobResponse, JobStatus, KeySources, Refusal};
+pub use jobs::{Executor, JobRequest, JobResponse, JobStatus, KeySources, Quota, Refusal, Requester};
 pub use vouch_net::AGENT_VERSION;
 
 /// File in `$VOUCH_HOME` holding the HTTP API address (`127.0.0.1:5080`) while a daemon runs.
 pub const API_FILE: &str = "api";
+/// File in `$VOUCH_HOME` holding the daemon's process id while it runs, locked (`flock`) for the
+/// daemon's lifetime: a second daemon on the same home is refused, and a file left by a crash
+/// holds no lock and is taken over.
+pub const PID_FILE: &str = "pid";
 /// File in `$VOUCH_HOME` holding the swarm listen multiaddrs (one per line, with `/p2p/`) while a
 /// daemon runs.
 pub const SWARM_FILE: &str = "swarm";
@@ -66,6 +71,10 @@ pub struct NodeConfig {
     /// `local_only`: talk to this machine only (loopback listen and bootstrap addresses; any
     /// other connection refused; `vouch_net::local`). Default: `false`.
     pub local_only: bool,
+    /// Ceilings on what one job may ask for and jobs per requester (`quota`: an object with
+    /// `jobs_per_peer`, `max_fuel`, `max_memory_bytes`, `max_wall_time_ms`,
+    /// `max_output_bytes`). Default: [`Quota::default`], which refuses no default job.
+    pub quota: Quota,
 }
 
 impl Default for NodeConfig {
@@ -80,6 +89,7 @@ impl Default for NodeConfig {
             bootstrap: Vec::new(),
             jobs: 2,
             local_only: false,
+            quota: Quota::default(),
         }
     }
 }
@@ -113,12 +123,38 @@ impl NodeConfig {
         if let Some(v) = obj.get("local_only") {
             self.local_only = v.as_bool().ok_or_else(|| bad(format!("`local_only` must be true or false, not {v}")))?;
         }
+        if let Some(v) = obj.get("quota") {
+            self.quota = quota_json(&self.quota, v).map_err(|r| bad(format!("`quota`: {r}")))?;
+        }
         if let Some(v) = obj.get("api") {
             let s = v.as_str().ok_or_else(|| bad("`api` must be a string like \"127.0.0.1:5080\"".into()))?;
             self.api = s.parse().map_err(|e| bad(format!("`api`: {s:?} is not an IP:PORT address: {e}")))?;
         }
         Ok(())
     }
+}
+
+/// `quota` over `base`: every key optional, unknown keys refused.
+fn quota_json(base: &Quota, v: &serde_json::Value) -> Result<Quota, String> {
+    let obj = v.as_object().ok_or_else(|| format!("expected an object, not {v}"))?;
+    let mut q = base.clone();
+    for (key, value) in obj {
+        let n =
+            value.as_u64().filter(|n| *n > 0).ok_or_else(|| format!("`{key}` must be a positive integer, not {value}"));
+        match key.as_str() {
+            "jobs_per_peer" => q.jobs_per_peer = Some(usize::try_from(n?).map_err(|e| format!("`{key}`: {e}"))?),
+            "max_fuel" => q.max_fuel = Some(n?),
+            "max_memory_bytes" => q.max_memory_bytes = n?,
+            "max_wall_time_ms" => q.max_wall_time_ms = n?,
+            "max_output_bytes" => q.max_output_bytes = n?,
+            other => {
+                return Err(format!(
+                    "unknown key `{other}` (known: jobs_per_peer, max_fuel, max_memory_bytes, max_wall_time_ms, max_output_bytes)"
+                ));
+            }
+        }
+    }
+    Ok(q)
 }
 
 /// Everything the daemon can fail with. Variants name the file, address or peer they are about.
@@ -130,6 +166,8 @@ pub enum NodeError {
     Key { path: PathBuf, reason: String },
     #[error("a daemon is already running with this home (API at {addr}, from {file})")]
     AlreadyRunning { addr: String, file: PathBuf },
+    #[error("a daemon is already running with this home (process {pid}, holding the lock on {file})")]
+    Locked { pid: String, file: PathBuf },
     #[error("cannot listen for the HTTP API on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("{path}: {source}")]
@@ -164,6 +202,8 @@ pub struct Daemon {
     net_task: JoinHandle<()>,
     http_task: JoinHandle<std::io::Result<()>>,
     stop_http: oneshot::Sender<()>,
+    /// [`PID_FILE`], locked until the daemon is dropped.
+    _pid: fs::File,
 }
 
 /// How long a shutdown waits for in-flight HTTP requests before cutting them off.
@@ -200,6 +240,7 @@ impl Daemon {
             }
             // A stale file from a daemon that did not shut down cleanly: overwritten below.
         }
+        let pid = lock_pid_file(&home.join(PID_FILE))?;
         let store_dir = home.join("store");
         // Blocking, once, at startup: opening SQLite and creating directories.
         let store = Arc::new(Store::open(&store_dir)?);
@@ -217,7 +258,7 @@ impl Daemon {
             .map_err(|source| NodeError::Bind { addr: config.api, source })?;
         let api = listener.local_addr().map_err(|source| NodeError::Bind { addr: config.api, source })?;
         let info = DaemonInfo { peer_id, public_key: key.verifying_key(), swarm, api };
-        let jobs = jobs::Jobs::new(net.clone(), store.clone(), executor, config.jobs);
+        let jobs = jobs::Jobs::new(net.clone(), store.clone(), executor, config.jobs, config.quota.clone());
         tokio::spawn(jobs::serve(jobs.clone()));
         if let Some(broker) = broker {
             tokio::spawn(serve_broker(net.clone(), broker));
@@ -233,7 +274,7 @@ impl Daemon {
                 .await
         });
 
-        let daemon = Daemon { home: home.to_path_buf(), info, net, net_task, http_task, stop_http };
+        let daemon = Daemon { home: home.to_path_buf(), info, net, net_task, http_task, stop_http, _pid: pid };
         let swarm_lines: String = daemon.info.swarm.iter().map(|a| format!("{a}\n")).collect();
         write_atomic(&home.join(SWARM_FILE), swarm_lines.as_bytes())?;
         write_atomic(&api_file, format!("{api}\n").as_bytes())?;
@@ -251,11 +292,12 @@ impl Daemon {
     }
 
     /// Stop serving HTTP (in-flight requests get [`HTTP_DRAIN`]), stop the swarm and remove the
-    /// `api` and `swarm` files.
+    /// `api`, `swarm` and `pid` files.
     pub async fn shutdown(self) -> Result<(), NodeError> {
-        let Daemon { home, net, net_task, mut http_task, stop_http, .. } = self;
-        // Remove the files first: from now on CLI commands must not find this daemon.
-        for name in [API_FILE, SWARM_FILE] {
+        let Daemon { home, net, net_task, mut http_task, stop_http, _pid, .. } = self;
+        // Remove the files first: from now on CLI commands must not find this daemon. The pid
+        // file's lock is held until the end of this function.
+        for name in [API_FILE, SWARM_FILE, PID_FILE] {
             let path = home.join(name);
             match fs::remove_file(&path) {
                 Ok(()) => {}
@@ -436,6 +478,24 @@ fn load_key(path: &Path) -> Result<SigningKey, NodeError> {
     SigningKey::from_pkcs8_pem(&pem).map_err(|e| bad(format!("not an ed25519 PKCS#8 key: {e}")))
 }
 
+/// Open and lock `path` for this process, then write its pid there; another process holding
+/// the lock is [`NodeError::Locked`].
+fn lock_pid_file(path: &Path) -> Result<fs::File, NodeError> {
+    let io = |source| NodeError::Io { path: path.to_path_buf(), source };
+    let mut f = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let pid = fs::read_to_string(path).unwrap_or_default().trim().to_string();
+            return Err(NodeError::Locked { pid, file: path.to_path_buf() });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    f.set_len(0).map_err(io)?;
+    f.write_all(format!("{}\n", std::process::id()).as_bytes()).map_err(io)?;
+    Ok(f)
+}
+
 /// Write through a temporary file and a rename, so a reader never sees half a file.
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), NodeError> {
     let tmp = path.with_extension("tmp");
@@ -467,6 +527,14 @@ mod tests {
         assert!(c.local_only);
         let err = c.apply_json(&serde_json::json!({"local_only": "yes"}), "x.json").unwrap_err().to_string();
         assert!(err.contains("`local_only` must be true or false"), "{err}");
+        c.apply_json(&serde_json::json!({"quota": {"jobs_per_peer": 1, "max_wall_time_ms": 5000}}), "x.json").unwrap();
+        assert_eq!(c.quota.jobs_per_peer, Some(1));
+        assert_eq!(c.quota.max_wall_time_ms, 5000);
+        assert_eq!(c.quota.max_memory_bytes, Quota::default().max_memory_bytes);
+        let err = c.apply_json(&serde_json::json!({"quota": {"cpus": 2}}), "x.json").unwrap_err().to_string();
+        assert!(err.contains("`quota`: unknown key `cpus`"), "{err}");
+        let err = c.apply_json(&serde_json::json!({"quota": {"max_fuel": -1}}), "x.json").unwrap_err().to_string();
+        assert!(err.contains("`max_fuel` must be a positive integer"), "{err}");
     }
 
     #[test]

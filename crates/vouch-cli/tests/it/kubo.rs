@@ -12,7 +12,12 @@ use std::process::Command;
 
 use rand::{Rng, SeedableRng};
 
+use crate::network::Daemon;
 use crate::{Vouch, random_bytes, repo_root, skip_or_fail, write_random_file};
+
+/// `scripts/kubo/kubo.py serve|fetch` as child processes (shared with vouch-net's tests).
+#[path = "../../../vouch-net/tests/it/kubo_proc.rs"]
+mod kubo_proc;
 
 /// The venv's python and the script, if both are there.
 fn kubo() -> Option<(PathBuf, PathBuf)> {
@@ -112,4 +117,33 @@ fn add_only_hash_matches_kubo() {
     assert_eq!(v.ok(&["ls", &root]).lines().count(), 3000);
     let name = format!("entry-01234-{}", "x".repeat(60));
     assert_eq!(v.ok(&["cat", &format!("{root}/{name}")]), "1234");
+}
+
+/// `vouch node` and real Kubo as separate processes: the daemon dials Kubo (`vouch swarm
+/// connect`), `vouch cat` fetches Kubo's multi-MB file through the daemon over bitswap, and Kubo
+/// downloads a file `vouch add` stored; both byte-identical.
+#[test]
+fn vouch_node_and_kubo_exchange_files_both_ways() {
+    let Some(py) = kubo_proc::python() else { return };
+    let v = Vouch::new();
+    let from_kubo = v.path("from-kubo.bin");
+    write_random_file(&from_kubo, 81, 6_000_000);
+    let kubo = kubo_proc::KuboServe::start(&py, &from_kubo);
+    let d = Daemon::start_in(v, &[]);
+
+    let said = d.v.ok(&["swarm", "connect", &kubo.addr.to_string()]);
+    assert!(said.contains(&kubo.peer_id), "{said}");
+    let cid = kubo.cid.to_string();
+    d.v.assert_cat_eq_file(&cid, &from_kubo);
+    // Stored (every block verified) and whole: it reads back without the network too.
+    d.v.ok(&["repo", "verify"]);
+
+    let to_kubo = d.v.path("to-kubo.bin");
+    write_random_file(&to_kubo, 82, 6_000_000);
+    let ours = d.v.add_q(&[to_kubo.to_str().unwrap()]);
+    let out = d.v.path("kubo-got.bin");
+    let peer: vouch_net::Multiaddr = d.addr.parse().unwrap();
+    let report = kubo_proc::kubo_fetch(&py, &ours.parse().unwrap(), &peer, &out);
+    assert_eq!(report["cid"], ours.as_str(), "{report}");
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&to_kubo).unwrap(), "Kubo's download differs");
 }

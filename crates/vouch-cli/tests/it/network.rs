@@ -29,7 +29,15 @@ impl Daemon {
 
     /// [`Daemon::start`] in a home prepared beforehand.
     pub fn start_in(v: Vouch, bootstrap: &[&str]) -> Daemon {
-        let config = json!({ "swarm": ["/ip4/127.0.0.1/tcp/0"], "api": "127.0.0.1:0", "bootstrap": bootstrap });
+        Daemon::start_with(v, bootstrap, json!({}))
+    }
+
+    /// [`Daemon::start_in`] with the keys of `extra` added to the node config.
+    pub fn start_with(v: Vouch, bootstrap: &[&str], extra: Value) -> Daemon {
+        let mut config = json!({ "swarm": ["/ip4/127.0.0.1/tcp/0"], "api": "127.0.0.1:0", "bootstrap": bootstrap });
+        for (k, val) in extra.as_object().expect("extra config is an object") {
+            config[k] = val.clone();
+        }
         let cfg = v.write("node.json", config.to_string().as_bytes());
         let mut child = v
             .cmd(&["node", "--config", cfg.to_str().unwrap()])
@@ -69,12 +77,37 @@ impl Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Send `sig` (`libc::SIGSTOP`, `SIGCONT`, `SIGTERM`, …) to the daemon process.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: a signal to our own child, not yet reaped (its pid cannot have been reused).
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill({}, {sig}): {}", self.child.id(), std::io::Error::last_os_error());
+    }
+
+    /// Wait (at most `within`) for the process to exit; its status.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "vouch node did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // SAFETY: a signal to our own child's pid.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            // Already reaped: its pid may belong to another process by now.
+            return;
+        }
+        // SAFETY: a signal to our own child's pid; a stopped daemon is continued so it can
+        // handle SIGTERM.
         unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGCONT);
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -117,14 +150,19 @@ fn five_nodes_route_a_job_to_the_node_that_holds_the_data() {
     let first = Daemon::start(&[]);
     let others: Vec<Daemon> = (0..4).map(|_| Daemon::start(&[&first.addr])).collect();
     let holder = &others[2];
-    // The data goes to one node only; its daemon announces it on the DHT.
+    // The data goes to one node only; its daemon announces it on the DHT. With the records, a
+    // 6 MB second input, so that moving the data would show in the byte counts.
     let data = holder.v.add_q(&[&patients_csv()]);
+    const BIG: u64 = 6_000_000;
+    write_random_file(&holder.v.path("big.bin"), 14, BIG);
+    let big = holder.v.add_q(&["big.bin"]);
 
     // A client that knows only the first node, and does not have the data.
     let client = Vouch::new();
     client.ok(&["config", "bootstrap", &json!([first.addr]).to_string()]);
     let module = guest("clinical_summary");
-    let args = [module.as_str(), "--near", &data, "--input", &format!("{data}:patients.csv"), "--allow-insecure"];
+    let (records, extra) = (format!("{data}:patients.csv"), format!("{big}:big.bin"));
+    let args = [&module as &str, "--near", &data, "--input", &records, "--input", &extra, "--allow-insecure"];
     // Provider records spread asynchronously: retry while the DHT does not know the data yet.
     let deadline = Instant::now() + Duration::from_secs(60);
     let (code, j, stderr) = loop {
@@ -138,10 +176,25 @@ fn five_nodes_route_a_job_to_the_node_that_holds_the_data() {
     assert_eq!(j["outcome"]["kind"], "exited");
     assert_eq!(j["ran_on"], holder.peer.as_str(), "the job ran on the node holding the data");
 
-    // What moved was the job and the result, not the data: neither the client nor the node it
-    // asked holds the dataset; the client holds the output.
+    // What moved was the job and the result, not the data: of the client and all five nodes,
+    // only the holder has the dataset's block; the client holds the output.
     assert!(!has_block(&client, &data), "the dataset reached the client");
-    assert!(!has_block(&first.v, &data), "the dataset reached the bootstrap node");
+    for d in std::iter::once(&first).chain(&others).filter(|d| d.peer != holder.peer) {
+        assert!(!has_block(&d.v, &data), "the dataset reached node {}", d.peer);
+    }
+    assert!(has_block(&holder.v, &data));
+    // And in bytes: the holder sent far less than the data to anyone, and no other node
+    // received anything near it (libp2p's counters, `/api/v0/stats/bw`).
+    let bw = |d: &Daemon| http_json("GET", &format!("http://{}/api/v0/stats/bw", d.api), b"").1;
+    let (sent, got) = (bw(holder)["TotalOut"].as_u64().unwrap(), bw(holder)["TotalIn"].as_u64().unwrap());
+    assert!(sent < BIG / 6, "the holder sent {sent} bytes; the data is {BIG}");
+    // The counters are live: the holder received the module (46 KB) from the client.
+    let module_len = std::fs::metadata(&module).unwrap().len();
+    assert!(got > module_len, "the holder received {got} bytes, less than the {module_len}-byte module");
+    for d in std::iter::once(&first).chain(&others).filter(|d| d.peer != holder.peer) {
+        let got = bw(d)["TotalIn"].as_u64().unwrap();
+        assert!(got < BIG / 6, "node {} received {got} bytes; the data is {BIG}", d.peer);
+    }
     let output = j["output"].as_str().unwrap().to_string();
     let summary = client.ok(&["cat", &format!("{output}/summary.csv")]);
     assert!(summary.starts_with("treatment,"), "{summary}");
@@ -151,7 +204,9 @@ fn five_nodes_route_a_job_to_the_node_that_holds_the_data() {
     let local = Vouch::new();
     let local_data = local.add_q(&[&patients_csv()]);
     assert_eq!(local_data, data);
-    let (code, lj, stderr) = run_json(&local, &[&module, "--input", &format!("{data}:patients.csv")]);
+    write_random_file(&local.path("big.bin"), 14, BIG);
+    assert_eq!(local.add_q(&["big.bin"]), big);
+    let (code, lj, stderr) = run_json(&local, &[&module, "--input", &records, "--input", &extra]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(lj["output"], j["output"]);
     let receipt = j["receipt"].as_str().unwrap();
@@ -160,7 +215,7 @@ fn five_nodes_route_a_job_to_the_node_that_holds_the_data() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     // Without --allow-insecure the client refuses a `none` receipt it is handed (exit 1).
     let (code, _, stderr) =
-        run_json(&client, &[&module, "--node", &holder.addr, "--input", &format!("{data}:patients.csv")]);
+        run_json(&client, &[&module, "--node", &holder.addr, "--input", &records, "--input", &extra]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("evidence"), "{stderr}");
 }
@@ -552,4 +607,142 @@ fn a_job_submitted_over_http_shows_its_endorsements_to_the_brokers() {
     assert_eq!((status, &done["Status"]), (200, &json!("done")), "{done}");
     let log = d.v.ok(&["broker", "log"]);
     assert_eq!((log.matches(" granted ").count(), log.matches(" refused ").count()), (1, 1), "{log}");
+}
+
+/// Poll `job/status` until `done(status)` holds; panics after 60 s or on a refusal.
+fn wait_status(api: &str, job: &str, done: impl Fn(&str) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, st) = http_json("GET", &format!("{api}/job/status?arg={job}"), b"");
+        if done(st["Status"].as_str().unwrap_or("")) {
+            return st;
+        }
+        assert!(Instant::now() < deadline && st["Status"] != "refused", "{st}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_job_over_the_nodes_quota_is_refused_and_busy_is_reported() {
+    let quota = json!({ "jobs": 4, "quota": { "jobs_per_peer": 1, "max_wall_time_ms": 20000 } });
+    let d = Daemon::start_with(Vouch::new(), &[], quota);
+    let api = format!("http://{}/api/v0", d.api);
+
+    // Over libp2p: more wall time than the node allows; the client reports the kind and reason.
+    let client = Vouch::new();
+    let args = [&guest("echo_args") as &str, "--node", &d.addr, "--timeout", "30s", "--allow-insecure"];
+    let (code, _, stderr) = run_json(&client, &args);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("(quota)") && stderr.contains("limits.wall_time_ms is 30000; this node allows at most 20000"),
+        "{stderr}"
+    );
+
+    // Over HTTP: 403 with the same kind and reason.
+    let looping = d.v.add_q(&[&guest("hostile_loop")]);
+    let mut spec = vouch_receipt::JobSpec::new(looping.parse().unwrap());
+    spec.limits.wall_time_ms = 30_000;
+    let (status, e) = http_json("POST", &format!("{api}/job/submit"), &spec.encode());
+    assert_eq!((status, &e["refusal"]), (403, &json!("quota")), "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("limits.wall_time_ms is 30000; this node allows at most 20000"),
+        "{e}"
+    );
+
+    // Busy: a slow job holds the HTTP API's one slot; a second one is refused with the reason.
+    spec.limits.wall_time_ms = 15_000;
+    let slow = spec.cid().to_string();
+    let (status, sub) = http_json("POST", &format!("{api}/job/submit?wait=false"), &spec.encode());
+    assert_eq!(status, 202, "{sub}");
+    wait_status(&api, &slow, |s| s == "fetching" || s == "running");
+    let quick = d.v.add_q(&[&guest("echo_args")]);
+    let mut quick = vouch_receipt::JobSpec::new(quick.parse().unwrap());
+    quick.limits.wall_time_ms = 10_000;
+    let (status, e) = http_json("POST", &format!("{api}/job/submit"), &quick.encode());
+    assert_eq!((status, &e["refusal"]), (503, &json!("busy")), "{e}");
+    let reason = e["error"].as_str().unwrap();
+    assert!(reason.contains("the HTTP API") && reason.contains("quota.jobs_per_peer = 1"), "{e}");
+
+    // The slow job ends (its wall time), the slot comes back and the next job runs.
+    let st = wait_status(&api, &slow, |s| s == "done");
+    assert_eq!(st["Outcome"]["kind"], "timeout", "{st}");
+    let (status, done) = http_json("POST", &format!("{api}/job/submit"), &quick.encode());
+    assert_eq!((status, &done["Status"]), (200, &json!("done")), "{done}");
+}
+
+/// Wait until `d` lists `peer` among its connected peers (at most 60 s).
+fn wait_connected(d: &Daemon, peer: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !d.v.ok(&["swarm", "peers"]).contains(peer) {
+        assert!(Instant::now() < deadline, "{} never connected to {peer}", d.peer);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_job_whose_input_holder_never_answers_fails_with_a_timeout_naming_the_cid() {
+    let holder = Daemon::start(&[]);
+    let node = Daemon::start(&[&holder.addr]);
+    let data = holder.v.add_q(&[&patients_csv()]);
+    wait_connected(&node, &holder.peer);
+    // The holder stays connected but answers nothing: its process is stopped.
+    holder.signal(libc::SIGSTOP);
+    let client = Vouch::new();
+    let input = format!("{data}:patients.csv");
+    let args = [&guest("echo_args") as &str, "--node", &node.addr, "--input", &input, "--fetch-timeout", "3s"];
+    let mut run = client
+        .cmd(&["run"])
+        .args(args)
+        .args(["--allow-insecure"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: the client gives up on its own long before this; a hang fails the test.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = run.kill();
+            holder.signal(libc::SIGCONT);
+            panic!("vouch run did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    holder.signal(libc::SIGCONT);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("(unavailable)") && stderr.contains("input patients.csv"), "{stderr}");
+    assert!(stderr.contains("timed out") && stderr.contains(&data), "{stderr}");
+    // The node is healthy, stored nothing of the input and ran nothing.
+    assert!(!has_block(&node.v, &data));
+    assert!(node.v.ok(&["pin", "ls"]).trim().is_empty());
+}
+
+#[test]
+fn sigterm_and_sigint_stop_the_daemon_cleanly() {
+    for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+        let mut d = Daemon::start(&[]);
+        let file = d.v.path("blob");
+        write_random_file(&file, 13, 2_000_000);
+        let (status, added) =
+            http_json("POST", &format!("http://{}/api/v0/add", d.api), &std::fs::read(&file).unwrap());
+        assert_eq!(status, 200, "{added}");
+        let home = d.v.home();
+        for f in ["api", "swarm", "pid"] {
+            assert!(home.join(f).exists(), "{f} is missing while the daemon runs");
+        }
+        d.signal(sig);
+        let status = d.wait_exit(Duration::from_secs(60));
+        assert_eq!(status.code(), Some(0), "{name}: {status}");
+        for f in ["api", "swarm", "pid"] {
+            assert!(!home.join(f).exists(), "{name}: {f} left behind");
+        }
+        // The store is consistent and holds what was added through the daemon.
+        d.v.ok(&["repo", "verify"]);
+        d.v.assert_cat_eq_file(added["Hash"].as_str().unwrap(), &file);
+    }
 }

@@ -59,6 +59,10 @@ async fn vouch_to_vouch_file_and_directory_into_a_store() {
     let mut sink = MemoryBlocks::default();
     let again = client.fetch_dag(top.cid, &mut sink, T).await.unwrap();
     assert_eq!((again.fetched, again.local), (0, stats.fetched));
+    // The bandwidth counters saw the file go from the server to the client, and little back.
+    let (sent, got) = (server.bandwidth(), client.bandwidth());
+    assert!(sent.total_out >= 3_000_000 && got.total_in >= 3_000_000, "server {sent:?}, client {got:?}");
+    assert!(got.total_out < 1_000_000, "the client sent {got:?}");
     client.shutdown().await;
     server.shutdown().await;
 }

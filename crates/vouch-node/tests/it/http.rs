@@ -117,6 +117,33 @@ async fn errors_are_json_with_a_reason() {
         assert_eq!(v["code"], want, "{path}");
         assert!(v["error"].as_str().unwrap().contains(reason), "{path}: {v}");
     }
+    // A body over the route's limit (a job spec: 1 MiB) is a JSON 413 too, not axum's text.
+    // The whole body is sent before the answer is read (one byte over: the server has read
+    // everything when it refuses, so its close is not a reset).
+    let addr = d.info().api;
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+        let len = vouch_net::rpc::MAX_REQUEST + 1;
+        write!(
+            tcp,
+            "POST /api/v0/job/submit HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        tcp.write_all(&vec![0u8; len]).unwrap();
+        let mut out = Vec::new();
+        tcp.read_to_end(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    })
+    .await
+    .unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{answer}");
+    let v = json(body.as_bytes());
+    assert_eq!(v["code"], 413);
+    assert!(v["error"].as_str().unwrap().contains("larger than this route accepts"), "{v}");
     // No Accept and no format: the trustless gateway says what to send.
     let (status, _, body) =
         request("GET", format!("{base}/ipfs/QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN"), None, None).await;
@@ -134,5 +161,19 @@ async fn a_second_daemon_on_the_same_home_is_refused() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("already running"), "{err}");
+    // The pid file's lock holds even when the api file is gone.
+    let pid = dir.path().join("pid");
+    assert_eq!(std::fs::read_to_string(&pid).unwrap().trim(), std::process::id().to_string());
+    std::fs::remove_file(dir.path().join("api")).unwrap();
+    let err = match vouch_node::Daemon::start(dir.path(), crate::loopback_config(), None).await {
+        Ok(_) => panic!("a second daemon started on a home whose pid file is locked"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("already running") && err.contains("holding the lock"), "{err}");
+    d.shutdown().await.unwrap();
+    assert!(!pid.exists(), "shutdown removes the pid file");
+    // A pid file left behind (as by a crash) holds no lock: the next daemon starts.
+    std::fs::write(&pid, "999999\n").unwrap();
+    let d = vouch_node::Daemon::start(dir.path(), crate::loopback_config(), None).await.unwrap();
     d.shutdown().await.unwrap();
 }

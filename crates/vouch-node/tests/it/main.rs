@@ -1,6 +1,7 @@
 //! vouch-node integration tests: a real daemon on loopback, driven over HTTP.
 
 mod http;
+mod quota;
 
 use std::path::Path;
 
