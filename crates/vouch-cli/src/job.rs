@@ -181,6 +181,14 @@ impl Attest {
     }
 }
 
+/// A RAM-backed (tmpfs) directory for the scratch space of jobs with sealed parts or results.
+pub const PRIVATE_TMPDIR_ENV: &str = "VOUCH_PRIVATE_TMPDIR";
+/// Where to look for tmpfs when `VOUCH_PRIVATE_TMPDIR` is unset (default `/dev/shm`).
+pub const SHM_DIR_ENV: &str = "VOUCH_SHM_DIR";
+/// `1`: the operator accepts that a sealed job's plaintext may reach a disk when no tmpfs is
+/// available (otherwise such a job is refused).
+pub const ALLOW_DISK_PLAINTEXT_ENV: &str = "VOUCH_ALLOW_DISK_PLAINTEXT";
+
 /// Whether `dir` is on tmpfs (RAM-backed).
 fn is_tmpfs(dir: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
@@ -243,27 +251,56 @@ impl Scratch {
 
     /// Scratch space for a job with sealed parts or sealed results: on a RAM-backed filesystem,
     /// so their plaintext never reaches a disk. `$VOUCH_PRIVATE_TMPDIR` if set (it must be
-    /// tmpfs), else `/dev/shm`; without either, the system temporary directory, with a warning.
+    /// tmpfs), else `/dev/shm` (`$VOUCH_SHM_DIR` names another place to look). Without a tmpfs
+    /// the job is refused (fail closed), unless the operator opted in to plaintext on disk with
+    /// `VOUCH_ALLOW_DISK_PLAINTEXT=1`: then the directory found, or the system temporary
+    /// directory, with a warning.
     pub fn private() -> Result<Scratch> {
-        if let Some(dir) = std::env::var_os("VOUCH_PRIVATE_TMPDIR") {
+        let (parent, on_disk) = Scratch::private_parent()?;
+        if on_disk {
+            eprintln!(
+                "WARNING: {ALLOW_DISK_PLAINTEXT_ENV}=1: the plaintext of this sealed job goes to {}, which is not \
+                 RAM-backed (tmpfs): it may reach a disk",
+                parent.display()
+            );
+        }
+        Scratch::new_in(&parent)
+    }
+
+    /// Where [`private`](Self::private) would put a sealed job's scratch space, and whether
+    /// that is on disk (only with the opt-in); the refusal otherwise. Key release checks it
+    /// first, so no key is released to a job that could not keep its plaintext off the disk.
+    pub fn private_parent() -> Result<(std::path::PathBuf, bool)> {
+        let allow_disk = std::env::var_os(ALLOW_DISK_PLAINTEXT_ENV).is_some_and(|v| v == "1");
+        if let Some(dir) = std::env::var_os(PRIVATE_TMPDIR_ENV).filter(|d| !d.is_empty()) {
             let dir = std::path::PathBuf::from(dir);
+            if is_tmpfs(&dir) {
+                return Ok((dir, false));
+            }
             anyhow::ensure!(
-                is_tmpfs(&dir),
-                "VOUCH_PRIVATE_TMPDIR={}: not a RAM-backed (tmpfs) directory; plaintext of sealed jobs would reach a disk",
+                allow_disk,
+                "{PRIVATE_TMPDIR_ENV}={}: not a RAM-backed (tmpfs) directory, so the plaintext of this sealed job \
+                 would reach a disk; refused. Point {PRIVATE_TMPDIR_ENV} at a tmpfs mount (or accept plaintext on \
+                 disk with {ALLOW_DISK_PLAINTEXT_ENV}=1)",
                 dir.display()
             );
-            return Scratch::new_in(&dir);
+            return Ok((dir, true));
         }
-        let shm = Path::new("/dev/shm");
-        if is_tmpfs(shm) {
-            return Scratch::new_in(shm);
+        let shm = std::env::var_os(SHM_DIR_ENV)
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| std::path::PathBuf::from("/dev/shm"), std::path::PathBuf::from);
+        if is_tmpfs(&shm) {
+            return Ok((shm, false));
         }
-        let tmp = std::env::temp_dir();
-        eprintln!(
-            "warning: no tmpfs for a sealed job's scratch space (set VOUCH_PRIVATE_TMPDIR): its plaintext goes to {}",
-            tmp.display()
+        anyhow::ensure!(
+            allow_disk,
+            "no RAM-backed (tmpfs) directory for this sealed job's scratch space: {PRIVATE_TMPDIR_ENV} is not set \
+             and {} is missing or not tmpfs, so the plaintext of the job would reach a disk; refused. Set \
+             {PRIVATE_TMPDIR_ENV} to a tmpfs mount (e.g. `mount -t tmpfs -o mode=0700 tmpfs /run/vouch`), or \
+             accept plaintext on disk with {ALLOW_DISK_PLAINTEXT_ENV}=1",
+            shm.display()
         );
-        Scratch::new_in(&tmp)
+        Ok((std::env::temp_dir(), true))
     }
 
     fn new_in(parent: &Path) -> Result<Scratch> {
@@ -591,7 +628,9 @@ fn run_in_sandbox(
         vouch_sandbox::Outcome::OutputLimit { .. } => Outcome::OutputLimit,
     };
     let usage = Usage {
-        fuel_consumed: l.fuel.map(|_| r.usage.fuel_consumed),
+        // The engine meters fuel whether or not the job set a budget; absent only when it
+        // does not (docs/receipt.md, `usage.fuel_consumed`).
+        fuel_consumed: sandbox.config().fuel_metering.then_some(r.usage.fuel_consumed),
         wall_time_ns: u64::try_from(r.usage.wall_time.as_nanos()).unwrap_or(u64::MAX),
         peak_memory_bytes: r.usage.peak_memory_bytes,
     };

@@ -455,19 +455,15 @@ pub fn broker(home: &Home, c: BrokerCmd) -> Result<()> {
 
 fn broker_log(home: &Home, json: bool) -> Result<()> {
     let path = audit_path(home);
-    let file = match fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if !json {
-                println!("no decisions yet ({})", path.display());
-            }
-            return Ok(());
+    if !path.exists() {
+        if !json {
+            println!("no decisions yet ({})", path.display());
         }
-        Err(e) => return Err(anyhow!("{}: {e}", path.display())),
-    };
+        return Ok(());
+    }
     let mut out = io::stdout().lock();
     let mut failed = None;
-    let (n, _) = vouch_seal::audit::verify(BufReader::new(file), |e| {
+    let (n, _) = vouch_seal::audit::verify_file(&path, |e| {
         let r = if json {
             serde_json::to_string(&e).map_err(io::Error::other).and_then(|l| writeln!(out, "{l}"))
         } else {
@@ -608,6 +604,9 @@ fn unix_now() -> u64 {
 pub struct NodeBroker {
     home: Home,
     state: std::sync::Mutex<vouch_seal::Broker>,
+    /// The audit log, opened (and its whole chain verified) at the first decision, then kept:
+    /// each append reads only what other processes appended since.
+    log: std::sync::Mutex<Option<vouch_seal::audit::AuditLog>>,
 }
 
 impl NodeBroker {
@@ -631,7 +630,20 @@ impl NodeBroker {
             }
         }
         let state = std::sync::Mutex::new(vouch_seal::Broker::new(roots));
-        Ok(NodeBroker { home: Home { dir: home.dir.clone() }, state })
+        Ok(NodeBroker { home: Home { dir: home.dir.clone() }, state, log: std::sync::Mutex::new(None) })
+    }
+
+    /// Append `entry` to the audit log (fsynced). After a failure the log is reopened, and so
+    /// verified again, at the next decision.
+    fn record(&self, entry: vouch_seal::audit::AuditEntry) -> Result<(), vouch_seal::Error> {
+        let mut kept = self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut log = match kept.take() {
+            Some(log) => log,
+            None => vouch_seal::audit::AuditLog::open(audit_path(&self.home))?,
+        };
+        log.append(entry)?;
+        *kept = Some(log);
+        Ok(())
     }
 
     /// Register `object` from the keystore if it is there with a valid policy.
@@ -688,8 +700,7 @@ impl NodeBroker {
                     }
                 };
                 let decision = broker.decide(&req, now);
-                let logged = vouch_seal::audit::AuditLog::open(audit_path(&self.home))
-                    .and_then(|mut log| log.append(vouch_seal::audit::AuditEntry::new(&req, &decision, now)));
+                let logged = self.record(vouch_seal::audit::AuditEntry::new(&req, &decision, now));
                 if let Err(e) = logged {
                     // Unlogged, unanswered: no key leaves without its record.
                     return BrokerAnswer::Refused {
@@ -821,8 +832,15 @@ pub fn release(
     let mut links = Brokers { local: NodeBroker::new(home)?, remote: brokers.to_vec(), net: None, home };
     let mut parts = vec![("module".to_string(), spec.module)];
     parts.extend(spec.inputs.iter().map(|(n, c)| (format!("input {n}"), *c)));
+    let mut scratch_checked = false;
     for (what, cid) in &parts {
         let Some(header) = sealed_header(store, cid)? else { continue };
+        if !scratch_checked {
+            // Before any broker hears of this job: a runtime that could not keep the plaintext
+            // off the disk gets no key (and no owner's audit log records a grant for it).
+            crate::job::Scratch::private_parent()?;
+            scratch_checked = true;
+        }
         let object = header.object;
         // The first broker that holds the object issues the challenge and decides.
         let mut found = None;

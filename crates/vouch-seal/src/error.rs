@@ -119,6 +119,17 @@ pub enum Error {
     /// The audit log's hash chain or an entry is broken at `line` (1-based).
     #[error("audit log line {line}: {problem}")]
     AuditChain { line: u64, problem: String },
+
+    /// The audit log holds fewer entries than its head file (`LOG.head`, written after every
+    /// append) records: entries were cut off its end.
+    #[error(
+        "audit log {path}: shorter than its recorded head: {found} entries, but {recorded} were recorded (truncated?)"
+    )]
+    AuditTruncated { path: PathBuf, recorded: u64, found: u64 },
+
+    /// The audit log's head file is unreadable or malformed.
+    #[error("audit log head {path}: {problem}")]
+    AuditHead { path: PathBuf, problem: String },
 }
 
 impl Error {

@@ -300,6 +300,17 @@ fn the_owner_computes_on_its_sealed_data_only_as_its_policy_allows() {
         let e = v.err(&a);
         assert!(e.contains("refused") && e.contains(rule), "{args:?}: {e}");
     }
+    // A runtime without RAM-backed scratch space is refused before any broker hears of the
+    // job: no key leaves, and the audit log records no decision for it.
+    let out = v
+        .cmd(&["run", &module_cid, "--input", &input, "--recipient", &lab, "--max-output", "1MiB", "--timeout", "57s"])
+        .env_remove("VOUCH_PRIVATE_TMPDIR")
+        .env_remove("VOUCH_ALLOW_DISK_PLAINTEXT")
+        .env("VOUCH_SHM_DIR", v.path("no-shm"))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && e.contains("no RAM-backed (tmpfs) directory"), "{e}");
     // Every decision is in the audit log, chained.
     let log = v.ok(&["broker", "log"]);
     assert_eq!(log.matches(" granted ").count(), 1, "{log}");
@@ -347,11 +358,39 @@ fn a_sealed_job_keeps_its_scratch_space_off_the_disk() {
     let lab = v.keygen("lab.key");
     let module = repo_root().join("guests/wasm/echo_args.wasm");
     let args = ["run", module.to_str().unwrap(), "--recipient", &lab, "--json"];
+    // Whatever the caller's environment says, each case below sets what it tests.
+    let cmd = |args: &[&str]| {
+        let mut c = v.cmd(args);
+        c.env_remove("VOUCH_PRIVATE_TMPDIR").env_remove("VOUCH_SHM_DIR").env_remove("VOUCH_ALLOW_DISK_PLAINTEXT");
+        c
+    };
+    // A disk directory standing in for the system temporary directory: it must stay empty.
+    let disk_tmp = v.path("tmp");
+    fs::create_dir(&disk_tmp).unwrap();
+    let refused = |out: std::process::Output, what: &str| {
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", String::from_utf8_lossy(&out.stdout));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            err.contains("VOUCH_PRIVATE_TMPDIR")
+                && err.contains("tmpfs")
+                && err.contains("refused")
+                && err.contains("VOUCH_ALLOW_DISK_PLAINTEXT=1"),
+            "{what}: {err}"
+        );
+        assert_eq!(fs::read_dir(&disk_tmp).unwrap().count(), 0, "{what}: scratch space created on disk");
+        err
+    };
     // A private scratch directory that is a disk directory is refused, naming it.
-    let out = v.cmd(&args).env("VOUCH_PRIVATE_TMPDIR", v.work()).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("VOUCH_PRIVATE_TMPDIR") && err.contains("tmpfs"), "{err}");
+    let out = cmd(&args).env("VOUCH_PRIVATE_TMPDIR", v.work()).env("TMPDIR", &disk_tmp).output().unwrap();
+    let err = refused(out, "disk VOUCH_PRIVATE_TMPDIR");
+    assert!(err.contains(v.work().to_str().unwrap()), "{err}");
+    // No VOUCH_PRIVATE_TMPDIR and no tmpfs where /dev/shm would be: refused (fail closed), not
+    // a fallback to the (disk) temporary directory.
+    let out = cmd(&args).env("VOUCH_SHM_DIR", v.path("no-shm")).env("TMPDIR", &disk_tmp).output().unwrap();
+    let err = refused(out, "no tmpfs");
+    assert!(err.contains("no-shm"), "{err}");
+    let out = cmd(&args).env("VOUCH_SHM_DIR", &disk_tmp).env("TMPDIR", &disk_tmp).output().unwrap();
+    refused(out, "a disk directory where /dev/shm would be");
     if std::fs::metadata("/dev/shm").is_ok() {
         let shm = tempfile::tempdir_in("/dev/shm").unwrap();
         let out = v.cmd(&args).env("VOUCH_PRIVATE_TMPDIR", shm.path()).output().unwrap();
@@ -359,6 +398,17 @@ fn a_sealed_job_keeps_its_scratch_space_off_the_disk() {
         // It ran with its scratch space there, and left nothing behind.
         assert_eq!(std::fs::read_dir(shm.path()).unwrap().count(), 0);
     }
+    // Only the loud opt-in lets it run on disk, with a warning (another job: --timeout).
+    let out = cmd(&[&args[..], &["--timeout", "59s"]].concat())
+        .env("VOUCH_SHM_DIR", v.path("no-shm"))
+        .env("TMPDIR", &disk_tmp)
+        .env("VOUCH_ALLOW_DISK_PLAINTEXT", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("WARNING: VOUCH_ALLOW_DISK_PLAINTEXT=1") && err.contains(disk_tmp.to_str().unwrap()), "{err}");
+    assert_eq!(fs::read_dir(&disk_tmp).unwrap().count(), 0, "the opted-in job left its scratch space behind");
 }
 
 #[test]
@@ -397,4 +447,301 @@ fn modules_endorsed_by_an_approved_signer_get_the_key() {
     // A file that is not an endorsement is named.
     let e = v.err(&[&base[..], &["--endorsement", "lab.key", "--timeout", "57s"]].concat());
     assert!(e.contains("lab.key") && e.contains("not an endorsement"), "{e}");
+}
+
+/// Every file under `dir`, recursively, as (path, bytes); nothing when `dir` does not exist.
+fn files_if_any(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    if dir.exists() { all_files(dir) } else { Vec::new() }
+}
+
+#[test]
+fn a_sealed_module_is_compiled_without_the_disk_cache() {
+    let v = Vouch::new();
+    let cache = v.path("module-cache");
+    let wasm_path = repo_root().join("guests/wasm/clinical_summary.wasm");
+    let lab = v.keygen("lab.key");
+    // The algorithm owner seals its module, then sets a policy naming the sealed module.
+    let sealed = seal_json(&v, &[wasm_path.to_str().unwrap()])["cid"].as_str().unwrap().to_string();
+    let policy = v.write(
+        "lab.toml",
+        format!(
+            "[modules]\nallow = [\"{sealed}\"]\n[evidence]\nrequire = [\"none\"]\nallow_insecure = true\n\
+             [results]\nrecipients = [\"{lab}\"]\nmax_output_bytes = 8388608\n"
+        )
+        .as_bytes(),
+    );
+    v.ok(&["broker", "policy", &sealed, "--policy", policy.to_str().unwrap()]);
+    let data = v.add_q(&[repo_root().join("examples/clinical/patients.csv").to_str().unwrap()]);
+    let input = format!("{data}:patients.csv");
+    let run = |module: &str| -> Value {
+        let args = ["run", module, "--input", &input, "--recipient", &lab, "--max-output", "1MiB", "--json"];
+        let out = v.cmd(&args).env("VOUCH_MODULE_CACHE", &cache).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let r = run(&sealed);
+    assert_eq!(r["outcome"]["kind"], "exited", "{r}");
+    let shown = v.ok(&["receipt", "show", r["receipt"].as_str().unwrap()]);
+    assert!(shown.contains(&format!("released  {sealed} (sealed object ")), "the module key was released: {shown}");
+    // No compiled artifact of the sealed module (nor anything holding its plaintext), under
+    // either cache location: both are empty.
+    let default_cache = v.home().join("cache").join("modules");
+    for dir in [&cache, &default_cache] {
+        let files = files_if_any(dir);
+        assert!(
+            files.is_empty(),
+            "the sealed module left {:?} in the cache",
+            files.iter().map(|f| &f.0).collect::<Vec<_>>()
+        );
+    }
+    // The same module in the clear is cached (the cache works here): one `.cwasm` named for it.
+    let plain = v.add_q(&["-n", wasm_path.to_str().unwrap()]);
+    let r = run(wasm_path.to_str().unwrap());
+    assert_eq!(r["outcome"]["kind"], "exited", "{r}");
+    let name = format!("{}.cwasm", hex::encode(sha2::Sha256::digest(plain.as_bytes())));
+    let files = files_if_any(&cache);
+    assert!(
+        files.iter().any(|(p, _)| p.file_name().unwrap() == name.as_str()),
+        "no {name} in {:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    // …and no cache file is named for the sealed module's CID.
+    let sealed_name = format!("{}.cwasm", hex::encode(sha2::Sha256::digest(sealed.as_bytes())));
+    assert!(!files.iter().any(|(p, _)| p.file_name().unwrap() == sealed_name.as_str()));
+}
+
+/// The data keys this home's broker keeps (the secret of each keystore entry).
+fn broker_keys(home: &std::path::Path) -> Vec<Vec<u8>> {
+    files_if_any(&home.join("broker").join("keys"))
+        .iter()
+        .map(|(_, b)| hex::decode(serde_json::from_slice::<Value>(b).unwrap()["key"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn sealing_the_same_file_twice_uses_a_fresh_key_and_gives_another_object() {
+    let v = Vouch::new();
+    let file = v.write("records.csv", &random_bytes(9, 200_000));
+    let a = seal_json(&v, &[file.to_str().unwrap()]);
+    let b = seal_json(&v, &[file.to_str().unwrap()]);
+    assert_ne!(a["key_id"], b["key_id"], "{a} {b}");
+    assert_ne!(a["object"], b["object"], "{a} {b}");
+    assert_ne!(a["cid"], b["cid"], "{a} {b}");
+    let keys = broker_keys(&v.home());
+    assert_eq!(keys.len(), 2);
+    assert_ne!(keys[0], keys[1], "one data key for two objects");
+    // Same length, but no 4 KiB stretch of one ciphertext equals the other's at that offset.
+    let (ca, cb) = (v.ok_bytes(&["cat", a["cid"].as_str().unwrap()]), v.ok_bytes(&["cat", b["cid"].as_str().unwrap()]));
+    assert_eq!(ca.len(), cb.len());
+    assert!(ca.chunks(4096).zip(cb.chunks(4096)).all(|(x, y)| x != y), "identical ciphertext blocks");
+}
+
+/// A `vouch node` process whose stdout and stderr go to files (`node.out`, `node.err` in its
+/// work directory), stopped with SIGTERM when dropped.
+struct LoggedNode {
+    v: Vouch,
+    child: std::process::Child,
+    /// Its first swarm multiaddr, with `/p2p/PEER`.
+    addr: String,
+}
+
+impl LoggedNode {
+    fn start(v: Vouch) -> LoggedNode {
+        let config = serde_json::json!({ "swarm": ["/ip4/127.0.0.1/tcp/0"], "api": "127.0.0.1:0", "bootstrap": [] });
+        let cfg = v.write("node.json", config.to_string().as_bytes());
+        let (out, err) = (fs::File::create(v.path("node.out")).unwrap(), fs::File::create(v.path("node.err")).unwrap());
+        let child = v.cmd(&["node", "--config", cfg.to_str().unwrap()]).stdout(out).stderr(err).spawn().unwrap();
+        let mut node = LoggedNode { v, child, addr: String::new() };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let text = fs::read_to_string(node.v.path("node.out")).unwrap();
+            if text.lines().any(|l| l == "node ready") {
+                node.addr = text.lines().find_map(|l| l.strip_prefix("swarm    ")).unwrap().to_string();
+                return node;
+            }
+            let exited = node.child.try_wait().unwrap();
+            assert!(exited.is_none(), "vouch node exited: {}", fs::read_to_string(node.v.path("node.err")).unwrap());
+            assert!(std::time::Instant::now() < deadline, "vouch node did not report ready within 60 s");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Stop it (SIGTERM, then SIGKILL after 10 s) and wait for it.
+    fn stop(&mut self) {
+        // SAFETY: a signal to our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LoggedNode {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The forms a 32-byte key could be written in: raw, hex (both cases), base64 (standard and
+/// URL-safe, padded or not).
+fn key_forms(key: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let mut forms = vec![("raw".to_string(), key.to_vec())];
+    forms.push(("hex".into(), hex::encode(key).into_bytes()));
+    forms.push(("HEX".into(), hex::encode_upper(key).into_bytes()));
+    for (name, e) in [("base64", STANDARD), ("base64url", URL_SAFE)] {
+        forms.push((name.into(), e.encode(key).into_bytes()));
+    }
+    for (name, e) in [("base64-nopad", STANDARD_NO_PAD), ("base64url-nopad", URL_SAFE_NO_PAD)] {
+        forms.push((name.into(), e.encode(key).into_bytes()));
+    }
+    forms
+}
+
+#[test]
+fn released_data_keys_appear_nowhere_on_the_compute_node_or_in_any_output() {
+    let csv = repo_root().join("examples/clinical/patients.csv");
+    let wasm = repo_root().join("guests/wasm/clinical_summary.wasm");
+    // The lab seals its module and admits it for results to itself; the hospital seals its
+    // records for that module. Each exports its ciphertext for the compute node.
+    let (hospital, lab, compute) = (Vouch::new(), Vouch::new(), Vouch::new());
+    let lab_pub = lab.keygen("lab.key");
+    let module = seal_json(&lab, &[wasm.to_str().unwrap()])["cid"].as_str().unwrap().to_string();
+    let policy = format!(
+        "[modules]\nallow = [\"{module}\"]\n[evidence]\nrequire = [\"none\"]\nallow_insecure = true\n\
+         [results]\nrecipients = [\"{lab_pub}\"]\nmax_output_bytes = 8388608\n"
+    );
+    let lab_policy = lab.write("lab.toml", policy.as_bytes());
+    lab.ok(&["broker", "policy", &module, "--policy", lab_policy.to_str().unwrap()]);
+    let hospital_policy = hospital.write("hospital.toml", policy.as_bytes());
+    let records = seal_json(&hospital, &[csv.to_str().unwrap(), "--policy", hospital_policy.to_str().unwrap()])["cid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut outputs = Vec::new(); // (what, bytes) of every process's stdout and stderr
+    for (owner, cid) in [(&hospital, &records), (&lab, &module)] {
+        let out = owner.run(&["car", "export", cid, "-o", "sealed.car"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        outputs.push(("car export".to_string(), [out.stdout, out.stderr].concat()));
+        let out = compute.run(&["car", "import", owner.path("sealed.car").to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        outputs.push(("car import".to_string(), [out.stdout, out.stderr].concat()));
+    }
+    let keys: Vec<Vec<u8>> = [broker_keys(&hospital.home()), broker_keys(&lab.home())].concat();
+    assert_eq!(keys.len(), 2);
+
+    // Both owners' brokers run; the compute node asks both and runs the job.
+    let mut brokers = [LoggedNode::start(hospital), LoggedNode::start(lab)];
+    let input = format!("{records}:patients.csv");
+    let (h, l) = (brokers[0].addr.clone(), brokers[1].addr.clone());
+    let args = ["run", &module, "--input", &input, "--recipient", &lab_pub, "--max-output", "1MiB", "--json"];
+    let out = compute.run(&[&args[..], &["--broker", &h, "--broker", &l]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["outcome"]["kind"], "exited", "{run}");
+    outputs.push(("run".to_string(), [out.stdout, out.stderr].concat()));
+    let receipt = run["receipt"].as_str().unwrap();
+    // Both keys were released into the runtime.
+    let shown = compute.ok(&["receipt", "show", receipt]);
+    for cid in [&module, &records] {
+        assert!(shown.contains(&format!("released  {cid} (sealed object ")), "{cid} not released: {shown}");
+    }
+    outputs.push(("receipt show".to_string(), shown.into_bytes()));
+    for args in [
+        vec!["receipt", "export", receipt, "-o", "receipt.car"],
+        vec!["verify", "receipt.car", "--allow-insecure", "--explain"],
+        vec!["broker", "log"],
+        vec!["broker", "keys", "--json"],
+    ] {
+        let out = compute.run(&args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        outputs.push((args.join(" "), [out.stdout, out.stderr].concat()));
+    }
+    for b in &brokers {
+        let out = b.v.run(&["broker", "log", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).matches("\"granted\"").count(), 1);
+        outputs.push(("owner broker log".to_string(), [out.stdout, out.stderr].concat()));
+    }
+    for b in &mut brokers {
+        b.stop();
+        outputs.push(("owner node stdout".into(), fs::read(b.v.path("node.out")).unwrap()));
+        outputs.push(("owner node stderr".into(), fs::read(b.v.path("node.err")).unwrap()));
+    }
+
+    // Where a key could have gone: everything under the compute node's home (store packs,
+    // index, receipts, logs) and its work directory (the receipt CAR), the owners' homes but
+    // for their keystores (audit logs, stores), and every output above.
+    let mut places = all_files(&compute.home());
+    places.extend(all_files(&compute.work()));
+    assert!(places.iter().any(|(p, _)| p.ends_with("receipt.car")));
+    let mut keystores = Vec::new();
+    for b in &brokers {
+        let keystore = b.v.home().join("broker").join("keys");
+        let (kept, rest): (Vec<_>, Vec<_>) =
+            all_files(&b.v.home()).into_iter().partition(|(p, _)| p.starts_with(&keystore));
+        keystores.extend(kept);
+        places.extend(rest);
+        places.extend(all_files(&b.v.work()));
+    }
+    // The search finds a key where one is: in its owner's keystore, as hex.
+    for key in &keys {
+        assert!(keystores.iter().any(|(_, bytes)| contains(bytes, hex::encode(key).as_bytes())));
+    }
+    places.extend(outputs.into_iter().map(|(what, bytes)| (std::path::PathBuf::from(what), bytes)));
+    assert!(places.len() > 10, "{}", places.len());
+    for key in &keys {
+        for (form, needle) in key_forms(key) {
+            for (p, bytes) in &places {
+                assert!(!contains(bytes, &needle), "a data key ({form}) in {}", p.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn sealing_a_large_file_streams_in_bounded_memory() {
+    const SIZE: u64 = 512 << 20;
+    const MAX_RSS: u64 = 128 << 20;
+    let v = Vouch::new();
+    let big = v.path("big.bin");
+    // Sparse: zeros the file system does not store, read fast.
+    fs::File::create(&big).unwrap().set_len(SIZE).unwrap();
+    let (out, err) = (fs::File::create(v.path("seal.out")).unwrap(), fs::File::create(v.path("seal.err")).unwrap());
+    // Reaped with wait4 below, for this child's own resource usage (its peak RSS), polled so
+    // the wait is bounded.
+    #[allow(clippy::zombie_processes)]
+    let child = v.cmd(&["seal", big.to_str().unwrap(), "--json"]).stdout(out).stderr(err).spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    loop {
+        // SAFETY: our own child's pid; `status` and `usage` are writable.
+        let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(rc >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if rc == pid {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            // SAFETY: a signal to our own child's pid, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("vouch seal of {SIZE} bytes did not finish within 600 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let err = fs::read_to_string(v.path("seal.err")).unwrap();
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status}: {err}");
+    let s: Value = serde_json::from_slice(&fs::read(v.path("seal.out")).unwrap()).unwrap();
+    assert_eq!(s["plaintext_bytes"], SIZE);
+    // ru_maxrss is in KiB on Linux.
+    let peak = usage.ru_maxrss as u64 * 1024;
+    eprintln!("vouch seal of {} MiB: peak RSS {} MiB", SIZE >> 20, peak >> 20);
+    assert!(peak < MAX_RSS, "peak RSS {} MiB sealing {} MiB", peak >> 20, SIZE >> 20);
 }
