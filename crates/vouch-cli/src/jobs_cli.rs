@@ -319,7 +319,7 @@ pub fn run(home: &Home, a: RunArgs) -> Result<()> {
                 .collect(),
         };
         let (result, peer) = crate::node_cli::run_remote(home, store, &spec, target, fetch_timeout, opts, &sources)?;
-        print_run(&result, &result.stdout, a.json, Some(&peer.to_string()))?;
+        print_run(&result, &result.stdout, a.json, Some(&peer.to_string()), None)?;
         if result.receipt.body.outcome != (vouch_receipt::Outcome::Exited { code: 0 }) {
             return Err(JobFailed(result.receipt.body.outcome.to_string()).into());
         }
@@ -333,6 +333,7 @@ pub fn run(home: &Home, a: RunArgs) -> Result<()> {
         }
         attest = attest.with_nonce(nonce);
     }
+    let mut module_source = None;
     let result = match job::memoised(home, &store, &job_cid, attest.technology)? {
         Some((receipt_cid, receipt)) if spec.deterministic && !a.no_cache && a.nonce.is_none() => {
             JobResult { receipt_cid, receipt, cached: true, stdout: Vec::new() }
@@ -348,11 +349,13 @@ pub fn run(home: &Home, a: RunArgs) -> Result<()> {
                 .collect::<Result<Vec<vouch_net::Multiaddr>>>()?;
             let endorsements = crate::seal_cli::read_endorsements(&a.endorsements)?;
             let keys = crate::seal_cli::release(home, &store, &spec, &attest, &key, &brokers, &endorsements)?;
-            job::execute(home, &store, &sandbox, &key, &attest, &spec, &keys)?
+            let executed = job::execute(home, &store, &sandbox, &key, &attest, &spec, &keys)?;
+            module_source = module_source_of(sandbox.cache_stats());
+            executed
         }
     };
     let stdout = if result.cached { read_stream(&store, result.receipt.body.stdout)? } else { result.stdout.clone() };
-    print_run(&result, &stdout, a.json, None)?;
+    print_run(&result, &stdout, a.json, None, module_source)?;
     if result.receipt.body.outcome != (vouch_receipt::Outcome::Exited { code: 0 }) {
         return Err(JobFailed(result.receipt.body.outcome.to_string()).into());
     }
@@ -361,25 +364,16 @@ pub fn run(home: &Home, a: RunArgs) -> Result<()> {
 
 /// How this node attests: `--tee`/`--tcti`, else `tee`/`tcti` in config.json, else `none`.
 pub fn node_attest(home: &Home, tee: Option<&str>, tcti: Option<&str>) -> Result<job::Attest> {
-    let config = home.config()?;
-    let from_config = |key: &str| config.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-    let tee = tee.map(str::to_owned).or_else(|| from_config("tee")).unwrap_or_else(|| "none".into());
-    let refresh =
-        config.get("evidence_refresh_secs").and_then(serde_json::Value::as_u64).unwrap_or(job::EVIDENCE_REFRESH_SECS);
-    let (name, kind) = match tee.as_str() {
-        "none" => return Ok(job::Attest::none()),
-        "tpm" => ("tpm", crate::attest_cli::Tee::Tpm),
-        "sev-snp" => ("sev-snp", crate::attest_cli::Tee::SevSnp),
-        "tdx" => ("tdx", crate::attest_cli::Tee::Tdx),
-        other => bail!("--tee {other:?}: expected none, tpm, sev-snp or tdx"),
+    let (cfg, tdx_collateral) = crate::attest_cli::TeeConfig::resolve(home, tee, tcti, None)?;
+    let refresh = home
+        .config()?
+        .get("evidence_refresh_secs")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(job::EVIDENCE_REFRESH_SECS);
+    let name = match cfg.tee {
+        crate::attest_cli::Tee::None => return Ok(job::Attest::none()),
+        tee => tee.wire_name(),
     };
-    let cfg = crate::attest_cli::TeeConfig {
-        tee: kind,
-        tcti: tcti.map(str::to_owned).or_else(|| from_config("tcti")),
-        tsm_root: from_config("tsm_root").map(PathBuf::from),
-        enrollment: Some(home.dir.join("tpm-enrollment.cbor")),
-    };
-    let tdx_collateral = from_config("tdx_collateral").map(PathBuf::from);
     let generate =
         move |binding: &[u8; 32]| crate::attest_cli::generate_with_collateral(&cfg, tdx_collateral.as_deref(), binding);
     Ok(job::Attest::hardware(name, Box::new(generate), refresh))
@@ -406,8 +400,31 @@ fn read_stream(store: &Store, cid: Option<Cid>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Print what a run produced; `ran_on` names the peer that ran it when it was not this node.
-fn print_run(r: &JobResult, stdout: &[u8], json: bool, ran_on: Option<&str>) -> Result<()> {
+/// Where this process's sandbox found the job's compiled module (it prepared exactly one):
+/// `compiled`, `disk-cache` or `memory-cache`; `None` when no module was prepared (a module
+/// rejected before compiling). Shown by `vouch run --json`, never recorded in the receipt: it
+/// describes this node's caches, not the job.
+fn module_source_of(stats: vouch_sandbox::CacheStats) -> Option<&'static str> {
+    if stats.compiled > 0 {
+        Some("compiled")
+    } else if stats.disk_hits > 0 {
+        Some("disk-cache")
+    } else if stats.memory_hits > 0 {
+        Some("memory-cache")
+    } else {
+        None
+    }
+}
+
+/// Print what a run produced; `ran_on` names the peer that ran it when it was not this node;
+/// `module_source` is where a local run found its compiled module ([`module_source_of`]).
+fn print_run(
+    r: &JobResult,
+    stdout: &[u8],
+    json: bool,
+    ran_on: Option<&str>,
+    module_source: Option<&str>,
+) -> Result<()> {
     // A sealed job's streams are ciphertext for its recipient: never shown here.
     let sealed = r.receipt.body.spec.recipient.is_some();
     let stdout: &[u8] = if sealed { b"" } else { stdout };
@@ -426,6 +443,7 @@ fn print_run(r: &JobResult, stdout: &[u8], json: bool, ran_on: Option<&str>) -> 
             "cached": r.cached,
             "stdout_text": String::from_utf8_lossy(stdout),
             "ran_on": ran_on,
+            "module_source": module_source,
         });
         writeln!(out, "{v}")?;
         return Ok(());

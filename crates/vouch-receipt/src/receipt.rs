@@ -226,7 +226,8 @@ impl fmt::Display for Outcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Usage {
-    /// Fuel consumed. Absent: fuel was not metered (`limits.fuel` absent).
+    /// Fuel consumed, recorded whenever the engine meters fuel (with or without `limits.fuel`).
+    /// Absent: the engine did not meter fuel, or the module never ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel_consumed: Option<u64>,
     /// Wall-clock time of the run, in nanoseconds.

@@ -72,7 +72,7 @@ pub struct JobSpec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Fuel (Wasm instructions, roughly). Absent: fuel is not metered.
+    /// Fuel budget (Wasm instructions, roughly). Absent: no limit (fuel is still metered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
     /// Largest size any linear memory may grow to, in bytes.

@@ -14,6 +14,10 @@
 //!    each costs: epoch interruption (wall-clock limits), NaN canonicalisation (determinism),
 //!    fuel metering.
 //! 4. Preparing a module: cold compile vs loading from the disk cache.
+//!
+//! `VOUCH_BENCH_GUESTS=DIR` takes the kernels from `DIR/wasm` and `DIR/src` instead of
+//! `guests/` (to try other guest build flags), `VOUCH_BENCH_CFLAGS` the native build's flags
+//! (default `-O2`).
 
 use std::path::Path;
 use std::process::Command;
@@ -33,8 +37,11 @@ const TINY: &str = r#"(module
   (data (i32.const 16) "ok\n")
   (func (export "_start") (drop (call $fd_write (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 0)))))"#;
 
-fn guests_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../guests"))
+/// The guests (`wasm/NAME.wasm` and `src/NAME.c`): the repository's, or `$VOUCH_BENCH_GUESTS`.
+fn guests_dir() -> std::path::PathBuf {
+    std::env::var_os("VOUCH_BENCH_GUESTS")
+        .map(Into::into)
+        .unwrap_or_else(|| Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../guests")).to_path_buf())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -298,7 +305,9 @@ fn raw_best_of_3(feature: Feature, wasm: &[u8], name: &str, args: &[&str]) -> (D
 fn native_best_of_3(name: &str, args: &[&str], dir: &Path) -> Option<(Duration, Vec<u8>)> {
     let exe = dir.join(name);
     let src = guests_dir().join(format!("src/{name}.c"));
-    let built = Command::new("gcc").args(["-O2", "-o"]).arg(&exe).arg(&src).arg("-lm").status().ok()?;
+    let cflags = std::env::var("VOUCH_BENCH_CFLAGS").unwrap_or_else(|_| "-O2".into());
+    let built =
+        Command::new("gcc").args(cflags.split_whitespace()).arg("-o").arg(&exe).arg(&src).arg("-lm").status().ok()?;
     if !built.success() {
         return None;
     }

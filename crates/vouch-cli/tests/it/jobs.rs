@@ -173,6 +173,7 @@ fn clinical_summary_matches_an_independent_computation_and_is_memoised() {
         BTreeSet::from([
             "cached",
             "job",
+            "module_source",
             "outcome",
             "output",
             "ran_on",
@@ -190,7 +191,10 @@ fn clinical_summary_matches_an_independent_computation_and_is_memoised() {
         (field(&first, "job"), field(&first, "output"), field(&first, "stdout"), field(&first, "receipt"));
     assert_eq!((codec(job), codec(receipt)), (DAG_CBOR, DAG_CBOR));
     assert_eq!((codec(output), codec(stdout)), (DAG_PB, DAG_PB));
-    assert_eq!(first["usage"]["fuel_consumed"], Value::Null, "no --fuel: not metered");
+    // The engine always meters fuel, so the receipt records it without a --fuel budget too.
+    let fuel = first["usage"]["fuel_consumed"].as_u64().expect("fuel consumed is recorded without --fuel");
+    assert!(fuel > 100_000, "fuel consumed {fuel}");
+    assert_eq!(stored_receipt(&v, field(&first, "receipt")).body.usage.fuel_consumed, Some(fuel));
     assert!(first["usage"]["wall_time_ns"].as_u64().unwrap() > 0);
     let peak = first["usage"]["peak_memory_bytes"].as_u64().unwrap();
     assert!(peak > 0 && peak <= 512 << 20, "peak memory {peak}");
@@ -240,6 +244,7 @@ fn clinical_summary_matches_an_independent_computation_and_is_memoised() {
     for k in ["job", "output", "stdout", "stdout_text"] {
         assert_eq!(rerun[k], first[k], "{k}: a deterministic job gives the same result");
     }
+    assert_eq!(rerun["usage"]["fuel_consumed"], fuel, "and consumes the same fuel");
     let (r1, r2) = (receipt_json(&v, receipt), receipt_json(&v, field(&rerun, "receipt")));
     assert_ne!(r1["evidence"]["nonce"], r2["evidence"]["nonce"], "each receipt has a fresh nonce");
     // The newest receipt is the one remembered.
@@ -828,4 +833,232 @@ fn a_verifier_nonce_is_bound_into_the_receipt_and_checked() {
     let (code, _, stderr) = verify(&v, &[field(&j2, "receipt"), "--allow-insecure", "--nonce", "abcd"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(v.err(&["run", &guest("echo_args"), "--nonce", "zz"]).contains("--nonce"));
+}
+
+/// The `.cwasm` artifacts under a compiled-module cache directory (one subdirectory per engine
+/// fingerprint), with the (inode, modification time) of each.
+fn cache_artifacts(dir: &std::path::Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut found = BTreeMap::new();
+    for fp in fs::read_dir(dir).unwrap() {
+        for f in fs::read_dir(fp.unwrap().path()).unwrap() {
+            let path = f.unwrap().path();
+            if path.extension().is_some_and(|e| e == "cwasm") {
+                let meta = fs::metadata(&path).unwrap();
+                found.insert(path, (meta.ino(), meta.modified().unwrap()));
+            }
+        }
+    }
+    found
+}
+
+/// The receipt `cid` decoded from the store.
+#[track_caller]
+fn stored_receipt(v: &Vouch, cid: &str) -> vouch_receipt::Receipt {
+    vouch_receipt::Receipt::decode(&v.ok_bytes(&["block", "get", cid])).expect("a stored receipt decodes")
+}
+
+#[test]
+fn receipt_records_this_runtime_identity() {
+    // What the node's engine is: the same configuration `vouch run` builds (the cache
+    // directory is not part of the fingerprint).
+    let engine = vouch_sandbox::Sandbox::new(vouch_sandbox::SandboxConfig::default()).unwrap();
+    let fingerprint = engine.engine_fingerprint().to_string();
+    assert_eq!(fingerprint.len(), 64, "hex SHA-256: {fingerprint}");
+    assert!(fingerprint.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{fingerprint}");
+    // The wasmtime that was really built: the version in Cargo.lock.
+    let lock = fs::read_to_string(repo_root().join("Cargo.lock")).unwrap();
+    let locked = lock
+        .split("[[package]]")
+        .find_map(|p| p.strip_prefix("\nname = \"wasmtime\"\nversion = \""))
+        .and_then(|rest| rest.split('"').next())
+        .expect("wasmtime in Cargo.lock");
+    assert_eq!(vouch_sandbox::WASMTIME_VERSION, locked, "WASMTIME_VERSION is the locked dependency");
+
+    let (a, b) = (Vouch::new(), Vouch::new());
+    let mut hashes = BTreeSet::new();
+    for (v, arg) in [(&a, "one"), (&a, "two"), (&b, "one")] {
+        let j = run_ok(v, &[&guest("echo_args"), "--arg", arg]);
+        let r = stored_receipt(v, field(&j, "receipt")).body.runtime;
+        assert_eq!(r.vouch, env!("CARGO_PKG_VERSION"));
+        assert_eq!(r.wasmtime, locked);
+        assert_eq!(hex::encode(r.engine_config_hash), fingerprint, "the engine fingerprint");
+        hashes.insert(r.engine_config_hash);
+        // The human view shows the same identity.
+        let shown = v.ok(&["receipt", "show", field(&j, "receipt")]);
+        let line = format!("runtime   vouch {}, wasmtime {locked}, engine {}", r.vouch, &fingerprint[..16]);
+        assert!(shown.lines().any(|l| l == line), "receipt show lacks {line:?}:\n{shown}");
+    }
+    assert_eq!(hashes.len(), 1, "every run and every home records the same engine hash");
+}
+
+#[test]
+fn compiled_module_is_reused_from_the_disk_cache_across_processes() {
+    let v = Vouch::new();
+    let cache = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| -> Value {
+        let mut a = vec!["run", "--json"];
+        a.extend_from_slice(args);
+        let out = v.cmd(&a).env("VOUCH_MODULE_CACHE", cache.path()).output().unwrap();
+        assert!(out.status.success(), "vouch {a:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let module = guest("echo_args");
+    let first = run(&[&module, "--arg", "cache"]);
+    assert_eq!(first["module_source"], "compiled", "an empty cache: {first}");
+    let artifacts = cache_artifacts(cache.path());
+    assert_eq!(artifacts.len(), 1, "one compiled artifact: {artifacts:?}");
+
+    // Another process, the same job rerun: loaded from disk, the artifact neither rewritten
+    // nor replaced (same inode, same modification time).
+    let second = run(&[&module, "--arg", "cache", "--no-cache"]);
+    assert_eq!(second["module_source"], "disk-cache", "{second}");
+    assert_eq!(second["cached"], false);
+    assert_eq!(second["output"], first["output"]);
+    // A different job with the same module: still the one artifact.
+    let third = run(&[&module, "--arg", "other"]);
+    assert_eq!(third["module_source"], "disk-cache", "{third}");
+    assert_eq!(cache_artifacts(cache.path()), artifacts, "the artifact was not rewritten");
+    // A memoised answer prepares nothing.
+    let memo = run(&[&module, "--arg", "cache"]);
+    assert_eq!((&memo["cached"], &memo["module_source"]), (&json!(true), &Value::Null));
+
+    // The artifact itself, offered as a module: refused before wasmtime could map it as code.
+    let (artifact, _) = artifacts.into_iter().next().unwrap();
+    v.write("artifact.cwasm", &fs::read(&artifact).unwrap());
+    let j = contained(&v, &["artifact.cwasm"], "rejected");
+    assert!(field(&j["outcome"], "text").contains("is a precompiled wasmtime artifact"), "{j}");
+    assert_eq!(j["module_source"], Value::Null, "nothing was compiled or loaded");
+}
+
+/// One ChaCha20 block (RFC 7539 quarter rounds, 20 rounds) in the original layout: words 12-13
+/// the 64-bit block counter, words 14-15 the 64-bit stream id, both little-endian. Written
+/// here from the algorithm, independently of the sandbox's `chacha20` crate.
+fn chacha20_block(key: &[u8; 32], counter: u64, stream: u64) -> [u8; 64] {
+    let mut s = [0u32; 16];
+    s[..4].copy_from_slice(&[0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574]);
+    for (i, w) in key.chunks_exact(4).enumerate() {
+        s[4 + i] = u32::from_le_bytes(w.try_into().unwrap());
+    }
+    s[12..].copy_from_slice(&[counter as u32, (counter >> 32) as u32, stream as u32, (stream >> 32) as u32]);
+    let mut x = s;
+    let qr = |x: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize| {
+        x[a] = x[a].wrapping_add(x[b]);
+        x[d] = (x[d] ^ x[a]).rotate_left(16);
+        x[c] = x[c].wrapping_add(x[d]);
+        x[b] = (x[b] ^ x[c]).rotate_left(12);
+        x[a] = x[a].wrapping_add(x[b]);
+        x[d] = (x[d] ^ x[a]).rotate_left(8);
+        x[c] = x[c].wrapping_add(x[d]);
+        x[b] = (x[b] ^ x[c]).rotate_left(7);
+    };
+    for _ in 0..10 {
+        for (a, b, c, d) in [(0, 4, 8, 12), (1, 5, 9, 13), (2, 6, 10, 14), (3, 7, 11, 15)] {
+            qr(&mut x, a, b, c, d);
+        }
+        for (a, b, c, d) in [(0, 5, 10, 15), (1, 6, 11, 12), (2, 7, 8, 13), (3, 4, 9, 14)] {
+            qr(&mut x, a, b, c, d);
+        }
+    }
+    let mut out = [0u8; 64];
+    for (i, chunk) in out.chunks_exact_mut(4).enumerate() {
+        chunk.copy_from_slice(&x[i].wrapping_add(s[i]).to_le_bytes());
+    }
+    out
+}
+
+/// docs/job-spec.md, "Deterministic execution": the first `n` bytes `random_get` gives a job,
+/// hex. The seed is SHA-256 of a domain and the binary job CID; each random byte is the low
+/// byte of the next little-endian word of ChaCha20 stream 0.
+fn documented_random_get(job: &str, n: usize) -> String {
+    use sha2::Digest as _;
+    let cid = cid::Cid::try_from(job).unwrap();
+    let seed: [u8; 32] =
+        sha2::Sha256::new().chain_update(b"vouch-job-seed-v1\0").chain_update(cid.to_bytes()).finalize().into();
+    let keystream = (0..).flat_map(|counter| chacha20_block(&seed, counter, 0));
+    hex::encode(keystream.step_by(4).take(n).collect::<Vec<u8>>())
+}
+
+/// `hostile_clock` prints `name=value` lines: its clock readings (taken in the order realtime,
+/// monotonic, `time()`, with `clock_getres` between the last two), then 16 bytes of
+/// `getentropy` and 16 of `random_get`, then how long a 10 ms sleep took on the monotonic clock
+/// (from the monotonic reading before the `time()` call to one after the sleep).
+#[test]
+fn deterministic_randomness_and_clocks_follow_the_documented_derivation() {
+    let v = Vouch::new();
+    let clock = guest("hostile_clock");
+    let values = |j: &Value| -> BTreeMap<String, String> {
+        field(j, "stdout_text")
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let a = run_ok(&v, &[&clock]);
+    let va = values(&a);
+    // random_get is one ChaCha20 stream: both reads are its first 32 bytes, in order.
+    let expected = documented_random_get(field(&a, "job"), 32);
+    assert_eq!(format!("{}{}", va["random"], va["random2"]), expected, "{a}");
+    // The virtual clocks: every reading advances 1 µs first; a sleep advances by its length.
+    assert_eq!(va["realtime"], "1577836800.000001000", "reading 1");
+    assert_eq!(va["monotonic"], "0.000002000", "reading 2");
+    assert_eq!(va["monotonic_res_ns"], "1000", "not a reading");
+    assert_eq!(va["time"], "1577836800", "reading 3");
+    assert_eq!(va["slept_ns"], "10002000 (asked 10 ms)", "reading 3, the sleep, reading 4");
+
+    // The same job in another process (and another home): the same stream.
+    let again = run_ok(&Vouch::new(), &[&clock, "--no-cache"]);
+    assert_eq!(again["job"], a["job"]);
+    assert_eq!(values(&again), va);
+    // Another job (another argument, so another CID): another stream, by the same formula.
+    let b = run_ok(&v, &[&clock, "--arg", "20"]);
+    assert_ne!(b["job"], a["job"]);
+    let vb = values(&b);
+    assert_ne!(vb["random"], va["random"]);
+    assert_eq!(format!("{}{}", vb["random"], vb["random2"]), documented_random_get(field(&b, "job"), 32));
+    assert_eq!(vb["slept_ns"], "20002000 (asked 20 ms)");
+}
+
+#[test]
+fn a_module_already_in_the_store_runs_by_its_cid() {
+    let v = Vouch::new();
+    let module = v.add_q(&[&guest("echo_args")]);
+    let by_cid = run_ok(&v, &[&module, "--arg", "by-cid"]);
+    let want = format!("argc=2\nargv[0]={module}.wasm\nargv[1]=by-cid\n");
+    assert!(field(&by_cid, "stdout_text").starts_with(&want), "{by_cid}");
+    let spec: Value = serde_json::from_str(&v.ok(&["dag", "get", field(&by_cid, "job")])).unwrap();
+    assert_eq!(spec["module"]["/"], module.as_str());
+    assert_eq!(spec["args"], json!([format!("{module}.wasm"), "by-cid"]));
+    // By path: the same module CID (argv[0] is the file name, so it is another job).
+    let by_path = run_ok(&v, &[&guest("echo_args"), "--arg", "by-cid"]);
+    let path_spec: Value = serde_json::from_str(&v.ok(&["dag", "get", field(&by_path, "job")])).unwrap();
+    assert_eq!(path_spec["module"], spec["module"]);
+    // A CID the store does not hold is an error naming it, and runs nothing.
+    let missing = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
+    let err = v.err(&["run", missing]);
+    assert!(err.contains(missing), "{err}");
+}
+
+#[test]
+fn a_receipt_signed_by_another_key_fails_the_signature_claim() {
+    use ed25519_dalek::Signer as _;
+    let v = Vouch::new();
+    let cid = field(&run_ok(&v, &[&guest("echo_args")]), "receipt").to_string();
+    let mut receipt = stored_receipt(&v, &cid);
+    let ours = hex::encode(receipt.body.node_key);
+    // Signed by another key over exactly the bytes the node key should have signed; the
+    // receipt still names the node's key.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    receipt.signature = other.sign(&receipt.body.signed_bytes()).to_bytes();
+    v.write("forged.bin", &receipt.encode());
+    let (code, out, err) = verify(&v, &["forged.bin", "--allow-insecure"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err, "Error: receipt not verified: claim signature failed\n");
+    assert!(out.starts_with(&format!("FAIL  signature: expected an ed25519 signature by node key {ours}")), "{out}");
+    // Even when the verifier expects the node's key.
+    let (code, out, _) = verify(&v, &["forged.bin", "--allow-insecure", "--node-key", &ours]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("FAIL  signature: "), "{out}");
+    // The untouched receipt verifies.
+    assert_eq!(verify(&v, &[&cid, "--allow-insecure"]).0, 0);
 }

@@ -38,6 +38,22 @@ fn module_cache() -> PathBuf {
         .map_or_else(|| repo_root().join("target/module-cache"), PathBuf::from)
 }
 
+/// The compiled runtime of the job `j` ran in the shared module cache, by the layout of
+/// vouch-sandbox's `cache.rs` (`<first 16 hex digits of the engine fingerprint>/<SHA-256 of the
+/// module id>.cwasm`, the module id being its CID), with its (inode, modification time).
+fn compiled_artifact(v: &Vouch, j: &Value) -> (PathBuf, (u64, std::time::SystemTime)) {
+    use sha2::Digest as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let spec: Value = serde_json::from_str(&v.ok(&["dag", "get", j["job"].as_str().unwrap()])).unwrap();
+    let module = spec["module"]["/"].as_str().unwrap();
+    let sandbox = vouch_sandbox::Sandbox::new(vouch_sandbox::SandboxConfig::default()).unwrap();
+    let path = module_cache()
+        .join(&sandbox.engine_fingerprint()[..16])
+        .join(format!("{}.cwasm", hex::encode(sha2::Sha256::digest(module.as_bytes()))));
+    let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("compiled runtime {}: {e}", path.display()));
+    (path, (meta.ino(), meta.modified().unwrap()))
+}
+
 fn script() -> PathBuf {
     repo_root().join("crates/vouch-cli/tests/it/python/analysis.py")
 }
@@ -118,6 +134,11 @@ fn pandas_analysis_matches_native_pandas() {
     let result = v.ok(&["cat", &format!("{output}/result.csv")]);
     assert_close(&result, &native);
     assert_eq!(first["stdout_text"].as_str().unwrap(), result, "the script prints what it writes");
+    // Compiled by this run, or by an earlier test run sharing the cache; either way it is now
+    // on disk.
+    let source = first["module_source"].as_str().unwrap_or_default();
+    assert!(["compiled", "disk-cache"].contains(&source), "{first}");
+    let (artifact, written) = compiled_artifact(&v, &first);
 
     // Deterministic: a fresh run of the same job gives the same outputs and stdout.
     let t = std::time::Instant::now();
@@ -127,6 +148,10 @@ fn pandas_analysis_matches_native_pandas() {
     assert_eq!(second["job"], first["job"]);
     assert_eq!(second["output"], first["output"]);
     assert_eq!(second["stdout"], first["stdout"]);
+    // Compiled once: this second process started from the disk cache, and left the artifact
+    // as it was (neither rewritten nor replaced).
+    assert_eq!(second["module_source"], "disk-cache", "{second}");
+    assert_eq!(compiled_artifact(&v, &second), (artifact, written), "the artifact was rewritten");
 
     // The receipt names the runtime, stdlib and script, so it can be replayed elsewhere.
     let receipt = first["receipt"].as_str().unwrap();

@@ -101,3 +101,97 @@ fn directory_order_and_timestamps_do_not_leak_from_the_host() {
     let created: u64 = field(&host, "created mtime").parse().unwrap();
     assert!(created.abs_diff(now) < 600);
 }
+
+/// Runs WAT text as a module in the shared sandbox; its outcome and stdout.
+fn run_wat(name: &str, wat: &str, determinism: Determinism) -> (Outcome, Vec<u8>) {
+    let sandbox = crate::sandbox();
+    let prepared = sandbox.prepare(name, wat.as_bytes()).unwrap_or_else(|e| panic!("prepare {name}: {e}"));
+    let dirs = crate::Dirs::fresh();
+    let mut spec = dirs.spec(&[]);
+    spec.determinism = determinism;
+    let result = sandbox.run(&prepared, &spec).unwrap();
+    (result.outcome, result.stdout)
+}
+
+/// Floating-point operations on NaNs with non-canonical payloads (a signalling NaN with payload
+/// 1, a negative quiet NaN with payload 1), loaded from memory so nothing is constant-folded;
+/// the results' bits are written to stdout (80 bytes from offset 64, little-endian).
+/// Without canonicalisation x86-64 and AArch64 propagate (and quieten) the input payload and
+/// sign, e.g. `0x7fe00001` instead of `0x7fc00000`.
+const NAN_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "\01\00\a0\7f" "\01\00\c0\ff")                            ;; f32 sNaN:1, -qNaN:1
+  (data (i32.const 8) "\01\00\00\00\00\00\f4\7f" "\01\00\00\00\00\00\f8\ff")    ;; f64 sNaN:1, -qNaN:1
+  (func (export "_start")
+    (f32.store (i32.const 64) (f32.add (f32.load (i32.const 0)) (f32.const 1)))
+    (f32.store (i32.const 68) (f32.div (f32.load (i32.const 4)) (f32.const 3)))
+    (f32.store (i32.const 72) (f32.sqrt (f32.load (i32.const 0))))
+    (f32.store (i32.const 76) (f32.demote_f64 (f64.load (i32.const 8))))
+    (f64.store (i32.const 80) (f64.add (f64.load (i32.const 8)) (f64.const 1)))
+    (f64.store (i32.const 88) (f64.mul (f64.load (i32.const 16)) (f64.const 2)))
+    (f64.store (i32.const 96) (f64.promote_f32 (f32.load (i32.const 0))))
+    (v128.store (i32.const 112) (f32x4.add (f32x4.splat (f32.load (i32.const 0))) (f32x4.splat (f32.const 1))))
+    (v128.store (i32.const 128) (f64x2.mul (f64x2.splat (f64.load (i32.const 16))) (f64x2.splat (f64.const 2))))
+    (i32.store (i32.const 32) (i32.const 64))    ;; iovec: 80 bytes at 64
+    (i32.store (i32.const 36) (i32.const 80))
+    (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 48)))))"#;
+
+#[test]
+fn nans_are_canonical_in_both_modes() {
+    const F32: u32 = 0x7fc0_0000;
+    const F64: u64 = 0x7ff8_0000_0000_0000;
+    let mut want = Vec::new();
+    for _ in 0..4 {
+        want.extend_from_slice(&F32.to_le_bytes()); // add, div, sqrt, demote
+    }
+    for _ in 0..3 {
+        want.extend_from_slice(&F64.to_le_bytes()); // add, mul, promote
+    }
+    want.extend_from_slice(&[0; 8]); // 104..112: not written
+    for _ in 0..4 {
+        want.extend_from_slice(&F32.to_le_bytes()); // f32x4.add
+    }
+    for _ in 0..2 {
+        want.extend_from_slice(&F64.to_le_bytes()); // f64x2.mul
+    }
+    let hex32 = |b: &[u8]| -> Vec<String> {
+        b.chunks(4).map(|c| format!("{:08x}", u32::from_le_bytes(c.try_into().unwrap()))).collect()
+    };
+    // An engine setting: non-deterministic runs get it too.
+    for determinism in [Determinism::Deterministic { seed: [0; 32] }, Determinism::NonDeterministic] {
+        let (outcome, stdout) = run_wat("wat-nans", NAN_WAT, determinism);
+        assert_eq!(outcome, Outcome::Exited(0));
+        assert_eq!(hex32(&stdout), hex32(&want), "{determinism:?}");
+    }
+}
+
+#[test]
+fn threads_do_not_exist() {
+    // The threads proposal is off: shared memories and atomics do not validate.
+    for (name, wat) in [
+        ("wat-shared-memory", r#"(module (memory 1 1 shared) (func (export "_start")))"#),
+        (
+            "wat-atomics",
+            r#"(module (memory 1) (func (export "_start") (drop (i32.atomic.rmw.add (i32.const 0) (i32.const 1)))))"#,
+        ),
+        ("wat-fence", r#"(module (func (export "_start") (atomic.fence)))"#),
+        (
+            "wat-wait",
+            r#"(module (memory 1) (func (export "_start")
+                 (drop (memory.atomic.wait32 (i32.const 0) (i32.const 0) (i64.const -1)))))"#,
+        ),
+    ] {
+        let err = crate::sandbox().prepare(name, wat.as_bytes()).unwrap_err();
+        assert!(matches!(err, vouch_sandbox::SandboxError::InvalidModule { .. }), "{name}: {err:?}");
+        let msg = err.to_string();
+        assert!(msg.starts_with(&format!("module {name}: ")) && msg.contains("threads"), "{name}: {msg}");
+    }
+    // Nor can a guest ask the host for one (wasi-threads is not provided).
+    let spawn = r#"(module (import "wasi" "thread-spawn" (func (param i32) (result i32)))
+        (memory 1) (func (export "_start")))"#;
+    let err = crate::sandbox().prepare("wat-thread-spawn", spawn.as_bytes()).unwrap_err();
+    assert!(matches!(err, vouch_sandbox::SandboxError::Link { .. }), "{err:?}");
+    assert!(err.to_string().contains("wasi::thread-spawn"), "{err}");
+    crate::assert_healthy(crate::sandbox());
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use vouch_sandbox::{Outcome, Resource, RunSpec, SandboxError};
+use vouch_sandbox::{Outcome, Resource, RunSpec, Sandbox, SandboxConfig, SandboxError};
 
 use crate::{Dirs, assert_healthy, run_guest, sandbox, stdout};
 
@@ -282,4 +282,38 @@ fn host_side_problems_are_errors() {
     spec.runtime_dirs.push(vouch_sandbox::Mount { host: dirs.inputs(), guest: "/outputs/lib".into() });
     assert!(matches!(sandbox().run(&prepared, &spec), Err(SandboxError::BadMount { .. })));
     assert_healthy(sandbox());
+}
+
+/// A wasmtime precompiled artifact is native code that `Module::deserialize` would map as
+/// executable: offered as a module it is refused before compilation, never deserialized. Both
+/// kinds: one from another engine (`Engine::precompile_module`), and the sandbox's own disk
+/// cache artifact, which an engine with this fingerprint *would* load.
+#[test]
+fn precompiled_artifacts_are_refused_as_modules() {
+    let wat = br#"(module (func (export "_start")))"#;
+    let foreign = wasmtime::Engine::default().precompile_module(wat).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let cached =
+        Sandbox::new(SandboxConfig { cache_dir: Some(cache.path().into()), ..SandboxConfig::default() }).unwrap();
+    cached.prepare("wat-to-cache", wat).unwrap();
+    let artifact = std::fs::read_dir(cache.path())
+        .unwrap()
+        .flat_map(|fp| std::fs::read_dir(fp.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .expect("the disk cache holds the compiled module");
+    let own = std::fs::read(artifact).unwrap();
+    for (what, bytes) in [("foreign", foreign), ("own cache", own)] {
+        for sb in [sandbox(), &cached] {
+            let err = sb.prepare("wat-cwasm", &bytes).unwrap_err();
+            assert!(matches!(err, SandboxError::InvalidModule { .. }), "{what}: {err:?}");
+            assert_eq!(
+                err.to_string(),
+                "module wat-cwasm: is a precompiled wasmtime artifact; only Wasm binaries or WAT text are accepted",
+                "{what}"
+            );
+        }
+    }
+    assert_eq!(cached.cache_stats().compiled, 1, "the artifacts were never compiled as modules");
+    assert_healthy(&cached);
 }
