@@ -110,6 +110,8 @@ fn main() {
         "raw + epoch interruption",
         "raw + NaN canonicalisation",
         "raw + fuel",
+        "raw + epoch + fuel",
+        "raw + fuel, async yields (no epoch)",
         "Sandbox::run, fuel off",
         "Sandbox::run, fuel on",
     ]
@@ -126,7 +128,7 @@ fn main() {
             t
         });
         let mut raw = Vec::new();
-        for feature in [Feature::None, Feature::Epoch, Feature::NanCanonicalisation, Feature::Fuel] {
+        for feature in [Feature::None, Feature::Epoch, Feature::NanCanonicalisation, Feature::Fuel, Feature::EpochAndFuel, Feature::FuelYield] {
             let (t, out) = raw_best_of_3(feature, &wasm, name, args);
             assert_eq!(out, expected);
             raw.push(Some(t));
@@ -255,6 +257,8 @@ enum Feature {
     Epoch,
     NanCanonicalisation,
     Fuel,
+    EpochAndFuel,
+    FuelYield,
 }
 
 /// The module under wasmtime's default config (on-demand allocator, no limits) plus one feature.
@@ -271,11 +275,21 @@ fn raw_best_of_3(feature: Feature, wasm: &[u8], name: &str, args: &[&str]) -> (D
         Feature::Fuel => {
             config.consume_fuel(true);
         }
+        Feature::EpochAndFuel => {
+            config.epoch_interruption(true).consume_fuel(true);
+        }
+        Feature::FuelYield => {
+            config.consume_fuel(true);
+        }
     }
     let engine = Engine::new(&config).unwrap();
     let module = Module::new(&engine, wasm).unwrap();
     let mut linker: Linker<RawState> = Linker::new(&engine);
-    p1::add_to_linker_sync(&mut linker, |s| &mut s.wasi).unwrap();
+    if let Feature::FuelYield = feature {
+        p1::add_to_linker_async(&mut linker, |s| &mut s.wasi).unwrap();
+    } else {
+        p1::add_to_linker_sync(&mut linker, |s| &mut s.wasi).unwrap();
+    }
     let pre = linker.instantiate_pre(&module).unwrap();
     let argv: Vec<&str> = std::iter::once(name).chain(args.iter().copied()).collect();
     (0..3)
@@ -284,12 +298,20 @@ fn raw_best_of_3(feature: Feature, wasm: &[u8], name: &str, args: &[&str]) -> (D
             let wasi = WasiCtxBuilder::new().args(&argv).stdout(stdout.clone()).build_p1();
             let mut store = Store::new(&engine, RawState { wasi });
             store.set_epoch_deadline(u64::MAX / 2);
-            if let Feature::Fuel = feature {
+            if let Feature::Fuel | Feature::EpochAndFuel | Feature::FuelYield = feature {
                 store.set_fuel(u64::MAX / 2).unwrap();
             }
             let t = Instant::now();
-            let instance = pre.instantiate(&mut store).unwrap();
-            let result = instance.get_typed_func::<(), ()>(&mut store, "_start").unwrap().call(&mut store, ());
+            let result = if let Feature::FuelYield = feature {
+                store.fuel_async_yield_interval(Some(1 << 20)).unwrap();
+                poll_to_end(async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance.get_typed_func::<(), ()>(&mut store, "_start")?.call_async(&mut store, ()).await
+                })
+            } else {
+                let instance = pre.instantiate(&mut store).unwrap();
+                instance.get_typed_func::<(), ()>(&mut store, "_start").unwrap().call(&mut store, ())
+            };
             let elapsed = t.elapsed();
             assert!(
                 result.is_ok()
@@ -300,6 +322,18 @@ fn raw_best_of_3(feature: Feature, wasm: &[u8], name: &str, args: &[&str]) -> (D
         })
         .min_by_key(|(t, _)| *t)
         .unwrap()
+}
+
+/// Drives a future to completion on this thread; each `Pending` is a fuel yield, where a
+/// sandbox would check its deadline.
+fn poll_to_end<T>(fut: impl std::future::Future<Output = T>) -> T {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
 }
 
 fn native_best_of_3(name: &str, args: &[&str], dir: &Path) -> Option<(Duration, Vec<u8>)> {
