@@ -128,7 +128,14 @@ fn main() {
             t
         });
         let mut raw = Vec::new();
-        for feature in [Feature::None, Feature::Epoch, Feature::NanCanonicalisation, Feature::Fuel, Feature::EpochAndFuel, Feature::FuelYield] {
+        for feature in [
+            Feature::None,
+            Feature::Epoch,
+            Feature::NanCanonicalisation,
+            Feature::Fuel,
+            Feature::EpochAndFuel,
+            Feature::FuelYield,
+        ] {
             let (t, out) = raw_best_of_3(feature, &wasm, name, args);
             assert_eq!(out, expected);
             raw.push(Some(t));
