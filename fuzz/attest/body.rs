@@ -1,5 +1,5 @@
-//! The logic of the `evidence_snp`, `evidence_dcap`, `evidence_tpm` and `evidence_tpm_tools`
-//! fuzz targets, as plain functions: `fuzz_targets/evidence_*.rs` wrap them, and vouch-cli's
+//! The logic of the `evidence_snp`, `evidence_snp_certs`, `evidence_dcap`, `evidence_tpm` and
+//! `evidence_tpm_tools` fuzz targets, as plain functions: `fuzz_targets/evidence_*.rs` wrap them, and vouch-cli's
 //! integration tests (`tests/it/attest.rs`) include this file and run them over the committed
 //! real evidence in `crates/vouch-attest/testdata` and real tpm2-tools output, their truncations
 //! and byte flips, so CI exercises them too.
@@ -78,6 +78,31 @@ pub fn evidence_dcap(data: &[u8]) {
 /// `evidence_tpm`: bytes as a TPM evidence body.
 pub fn evidence_tpm(data: &[u8]) {
     run("tpm", data);
+}
+
+/// `evidence_snp_certs`: bytes as the SEV-SNP certificate table configfs-tsm's `auxblob` carries
+/// (written by the host, so untrusted). `parse_cert_table` never panics; a table it accepts
+/// yields certificates that are bytes of the blob and parses the same with bytes appended (the
+/// terminating entry ends it); its certificates, as a body's VCEK, ASK and ARK, appraise under
+/// the claim invariants.
+pub fn evidence_snp_certs(data: &[u8]) {
+    use vouch_attest::tsm::parse_cert_table;
+    let Ok(table) = parse_cert_table(data) else { return };
+    for cert in [&table.ark, &table.ask, &table.vcek, &table.vlek].into_iter().flatten() {
+        assert!(
+            cert.is_empty() || data.windows(cert.len()).any(|w| w == cert.as_slice()),
+            "a certificate that is not in the table"
+        );
+    }
+    // (An empty blob is an empty table without a terminating entry.)
+    if !data.is_empty() {
+        let mut longer = data.to_vec();
+        longer.extend_from_slice(&[0xa5; 40]);
+        assert_eq!(parse_cert_table(&longer).ok(), Some(table.clone()), "bytes after the table changed it");
+    }
+    let body =
+        SnpEvidence { report: data.to_vec(), vcek: table.vcek.unwrap_or_default(), ask: table.ask, ark: table.ark };
+    run("sev-snp", &body.to_cbor());
 }
 
 /// `evidence_tpm_tools`: bytes as the four tpm2-tools files of `vouch attest verify --format

@@ -6,6 +6,13 @@
 //! `generation` counts writes to the entry; it is read after writing `inblob` and again after
 //! reading `outblob`, and the report data inside `outblob` is compared with `inblob`: another
 //! writer in between makes the attempt fail, and it is retried ([`ATTEMPTS`] times in all).
+//!
+//! The root may also be a report entry created beforehand and shared (see [`Tsm::generate`]).
+//! That is also how the tests drive the generator: a plain directory cannot stand in for a new
+//! configfs entry (the kernel creates its attributes atomically with `mkdir`, before a test
+//! thread could, and `rmdir` removes them, where a plain directory refuses to go), but a
+//! prepared entry whose attributes are FIFOs served by a thread has the kernel's synchronous
+//! side effects (`crates/vouch-attest/tests/tsm_support`).
 
 use std::fs;
 use std::io;
@@ -79,9 +86,17 @@ impl Tsm {
     }
 
     /// Create a report entry, request evidence bound to `binding`, remove the entry.
+    ///
+    /// A root that is itself a report entry (it has a `provider` attribute, which the kernel's
+    /// report directory never has) is a shared entry created beforehand, e.g. by root for a node
+    /// that may not `mkdir` in configfs: it is used as it is, and not removed. `generation` is
+    /// what makes sharing an entry safe (see [`request`]).
     pub fn generate(&self, binding: &[u8; 32]) -> Result<Generated, TsmError> {
         if !self.root.is_dir() {
             return Err(TsmError::NoConfigfs { path: self.root.clone() });
+        }
+        if self.root.join("provider").exists() {
+            return request(&self.root, binding);
         }
         let name = format!("vouch-{}-{}", std::process::id(), unique());
         let dir = self.root.join(name);
@@ -117,56 +132,19 @@ fn read_blob(path: &Path) -> Result<Vec<u8>, TsmError> {
     Ok(out)
 }
 
-/// One configfs-tsm report entry's attributes, as the generator uses them. [`DirEntry`] is the
-/// kernel's (a directory under the report root); tests implement it with the kernel's side
-/// effects (a write bumps `generation`, reading `outblob` produces a report for the current
-/// `inblob`) to drive [`request_entry`] through races a plain directory cannot show.
-pub trait ReportEntry {
-    /// Read attribute `name` (`provider`, `outblob`, `auxblob`, `generation`), at most 1 MiB.
-    fn read(&mut self, name: &'static str) -> Result<Vec<u8>, TsmError>;
-    /// Write attribute `name` (`inblob`).
-    fn write(&mut self, name: &'static str, data: &[u8]) -> Result<(), TsmError>;
-    /// Where the entry is, for messages.
-    fn path(&self) -> PathBuf;
-}
-
-/// A report entry directory.
-#[derive(Clone, Debug)]
-pub struct DirEntry(pub PathBuf);
-
-impl ReportEntry for DirEntry {
-    fn read(&mut self, name: &'static str) -> Result<Vec<u8>, TsmError> {
-        read_blob(&self.0.join(name))
-    }
-    fn write(&mut self, name: &'static str, data: &[u8]) -> Result<(), TsmError> {
-        let path = self.0.join(name);
-        fs::write(&path, data).map_err(io_err("write", &path))
-    }
-    fn path(&self) -> PathBuf {
-        self.0.clone()
-    }
-}
-
-/// Request evidence in an existing report entry directory (what the kernel creates on `mkdir`).
-/// Public so that tests can drive a prepared directory; [`Tsm::generate`] creates and removes one.
+/// Request evidence in an existing report entry directory (what the kernel creates on `mkdir`):
+/// write `inblob`, read `generation`, `outblob` (and, for SNP, `auxblob`), `generation` again; a
+/// changed generation or an `outblob` whose report data is not our `inblob` means another writer
+/// got in between, and the attempt is retried. [`Tsm::generate`] calls it on the entry it creates,
+/// or on a shared entry.
 pub fn request(dir: &Path, binding: &[u8; 32]) -> Result<Generated, TsmError> {
-    request_entry(&mut DirEntry(dir.to_owned()), binding)
-}
-
-fn text_of(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).trim().to_owned()
-}
-
-fn generation_of(entry: &mut impl ReportEntry) -> Result<u64, TsmError> {
-    let text = text_of(&entry.read("generation")?);
-    text.parse().map_err(|_| TsmError::Malformed { what: "generation", detail: format!("{text:?} is not a number") })
-}
-
-/// [`request`] on any [`ReportEntry`]: write `inblob`, read `generation`, `outblob` (and, for
-/// SNP, `auxblob`), `generation` again; a changed generation or an `outblob` whose report data
-/// is not our `inblob` means another writer got in between, and the attempt is retried.
-pub fn request_entry(entry: &mut impl ReportEntry, binding: &[u8; 32]) -> Result<Generated, TsmError> {
-    let provider = text_of(&entry.read("provider")?);
+    let read = |name: &str| read_blob(&dir.join(name));
+    let generation = || -> Result<u64, TsmError> {
+        let text = text_of(&read("generation")?);
+        text.parse()
+            .map_err(|_| TsmError::Malformed { what: "generation", detail: format!("{text:?} is not a number") })
+    };
+    let provider = text_of(&read("provider")?);
     let snp = match provider.as_str() {
         "sev_guest" => true,
         "tdx_guest" => false,
@@ -174,13 +152,14 @@ pub fn request_entry(entry: &mut impl ReportEntry, binding: &[u8; 32]) -> Result
     };
     let mut inblob = [0u8; 64];
     inblob[..32].copy_from_slice(binding);
+    let inblob_path = dir.join("inblob");
     let mut last = String::new();
     for _ in 0..ATTEMPTS {
-        entry.write("inblob", &inblob)?;
-        let before = generation_of(entry)?;
-        let outblob = entry.read("outblob")?;
-        let aux = if snp { entry.read("auxblob").ok() } else { None };
-        let after = generation_of(entry)?;
+        fs::write(&inblob_path, inblob).map_err(io_err("write", &inblob_path))?;
+        let before = generation()?;
+        let outblob = read("outblob")?;
+        let aux = if snp { read("auxblob").ok() } else { None };
+        let after = generation()?;
         if before != after {
             last = format!("generation changed from {before} to {after} while reading outblob");
             continue;
@@ -202,7 +181,11 @@ pub fn request_entry(entry: &mut impl ReportEntry, binding: &[u8; 32]) -> Result
             Ok(Generated::Tdx { quote: outblob })
         };
     }
-    Err(TsmError::ConcurrentWriter { path: entry.path(), detail: last })
+    Err(TsmError::ConcurrentWriter { path: dir.to_owned(), detail: last })
+}
+
+fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim().to_owned()
 }
 
 fn snp_report_data(report: &[u8]) -> Result<[u8; 64], TsmError> {

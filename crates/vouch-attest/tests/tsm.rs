@@ -1,41 +1,26 @@
-//! configfs-tsm generation against a fake configfs tree in a tempdir, laid out like the kernel's
-//! report entry (provider, inblob, outblob, auxblob, generation). The test plays the kernel: it
-//! pre-writes `outblob` from the real Milan sample report with its report data set to what the
-//! generator will write to `inblob` (so that report's signature no longer verifies: this tests
-//! the plumbing, not the firmware). `KernelEntry` goes further: an entry with the kernel's side
-//! effects (writes bump `generation`, reading `outblob` answers for the current `inblob` by
-//! replaying the real sample), through which another writer can be made to race the generator.
+//! configfs-tsm generation against fake configfs report entries in a tempdir, laid out like the
+//! kernel's (provider, inblob, outblob, auxblob, generation). Static entries: the test pre-writes
+//! `outblob` from the real Milan sample report with its report data set to what the generator
+//! will write to `inblob` (so that report's signature no longer verifies: this tests the
+//! plumbing, not the firmware). `tsm_support::FakeEntry` goes further: an entry with the kernel's
+//! side effects (writes bump `generation`, reading `outblob` answers for the current `inblob` by
+//! replaying the real sample), which `Tsm::generate` uses as a shared entry, and through which
+//! another writer can be made to race the generator.
 
 use std::fs;
 use std::path::Path;
 
-use vouch_attest::tsm::{Generated, ReportEntry, Tsm, TsmError, guid_bytes, parse_cert_table, request, request_entry};
+use vouch_attest::tsm::{Generated, Tsm, TsmError, parse_cert_table, request};
+use vouch_attest::{Context, Policy, appraise};
 
-const REPORT: &[u8] = include_bytes!("../testdata/snp/milan-report.bin");
-const VCEK: &[u8] = include_bytes!("../testdata/snp/milan-vcek.der");
-const ASK: &[u8] = include_bytes!("../testdata/snp/milan-ask.der");
-const ARK: &[u8] = include_bytes!("../testdata/snp/milan-ark.der");
+mod common;
+mod tsm_support;
+use common::{failed, failures, passed};
+use tsm_support::{ARK, ASK, FakeEntry, GUID_ARK, GUID_ASK, GUID_VCEK, REPORT, VCEK, cert_table, replayed_report};
+
 const TDX_QUOTE: &[u8] = include_bytes!("../testdata/tdx/quote.bin");
-
-const GUID_VCEK: &str = "63da758d-e664-4564-adc5-f4b93be8accd";
-const GUID_ASK: &str = "4ab7b379-bbac-4fe4-a02f-05aef327c782";
-const GUID_ARK: &str = "c0b406a4-a803-4952-9743-3fb6014cd0ae";
-
-/// An SNP certificate table: entries {guid, offset, length}, a zero entry, then the certificates.
-fn cert_table(certs: &[(&str, &[u8])]) -> Vec<u8> {
-    let header = 24 * (certs.len() + 1);
-    let mut table = Vec::new();
-    let mut data = Vec::new();
-    for (guid, der) in certs {
-        table.extend_from_slice(&guid_bytes(guid));
-        table.extend_from_slice(&((header + data.len()) as u32).to_le_bytes());
-        table.extend_from_slice(&(der.len() as u32).to_le_bytes());
-        data.extend_from_slice(der);
-    }
-    table.extend_from_slice(&[0u8; 24]);
-    table.extend_from_slice(&data);
-    table
-}
+/// Inside the Milan VCEK's validity (testdata/README.md).
+const SNP_AT: u64 = 1_704_067_200;
 
 fn entry(dir: &Path, provider: &str, outblob: &[u8], auxblob: &[u8]) {
     fs::create_dir_all(dir).unwrap();
@@ -154,86 +139,74 @@ fn cert_table_errors() {
     assert!(parse_cert_table(&cert_table(&[(GUID_VCEK, VCEK), (GUID_VCEK, VCEK)])).is_err());
 }
 
-/// A report entry with the kernel's side effects: every write bumps `generation`; reading
-/// `outblob` runs the "firmware" on the current `inblob`, which here replays the real Milan
-/// report with the requested report data. `intruder` writes another inblob (as a second
-/// process sharing the entry would) just before the n-th outblob reads.
-struct KernelEntry {
-    inblob: Vec<u8>,
-    generation: u64,
-    reads: usize,
-    intrude_on: Vec<usize>,
-    log: Vec<String>,
-}
-
-impl KernelEntry {
-    fn new(intrude_on: Vec<usize>) -> KernelEntry {
-        KernelEntry { inblob: vec![0; 64], generation: 0, reads: 0, intrude_on, log: Vec::new() }
-    }
-}
-
-impl ReportEntry for KernelEntry {
-    fn read(&mut self, name: &'static str) -> Result<Vec<u8>, TsmError> {
-        self.log.push(format!("read {name}"));
-        Ok(match name {
-            "provider" => b"sev_guest\n".to_vec(),
-            "generation" => format!("{}\n", self.generation).into_bytes(),
-            "auxblob" => cert_table(&[(GUID_VCEK, VCEK), (GUID_ASK, ASK), (GUID_ARK, ARK)]),
-            "outblob" => {
-                self.reads += 1;
-                if self.intrude_on.contains(&self.reads) {
-                    // Another writer's inblob lands between our write and our read.
-                    self.write("inblob", &[0xee; 64])?;
-                }
-                let mut report = REPORT.to_vec();
-                report[0x50..0x90].copy_from_slice(&self.inblob);
-                report
-            }
-            other => panic!("the generator read {other}"),
-        })
-    }
-    fn write(&mut self, name: &'static str, data: &[u8]) -> Result<(), TsmError> {
-        assert_eq!(name, "inblob", "the generator writes only inblob");
-        assert_eq!(data.len(), 64);
-        self.log.push(format!("write {name}"));
-        self.inblob = data.to_vec();
-        self.generation += 1;
-        Ok(())
-    }
-    fn path(&self) -> std::path::PathBuf {
-        "/fake/tsm/report/entry".into()
-    }
+/// `generate` with the root's own bounded wait: a generator blocked on a FIFO is a failure,
+/// not a hang.
+fn generate_bounded(root: &Path, binding: [u8; 32]) -> Result<Generated, TsmError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let root = root.to_owned();
+    std::thread::spawn(move || tx.send(Tsm::new(root).generate(&binding)));
+    rx.recv_timeout(tsm_support::DEADLINE).expect("the generator finished")
 }
 
 #[test]
-fn kernel_like_entry_replays_the_real_report_for_our_inblob() {
+fn generate_in_a_kernel_like_entry_replays_the_real_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeEntry::sev_snp(&tmp.path().join("entry"), vec![]);
     let binding = [0x42u8; 32];
-    let mut e = KernelEntry::new(vec![]);
-    let Generated::SevSnp(ev) = request_entry(&mut e, &binding).unwrap() else { panic!("not SNP") };
+    let generated = generate_bounded(fake.dir(), binding).unwrap();
+    let dir = fake.dir().to_owned();
+    let log = fake.finish();
+    assert_eq!(log, ["write inblob", "read generation", "read outblob", "read auxblob", "read generation"]);
+    // A shared entry is used as it is, not removed.
+    assert!(dir.join("provider").is_file());
+    let Generated::SevSnp(ev) = generated else { panic!("not SNP: {generated:?}") };
+    // The real sample but for the report data: binding ‖ 32 zero bytes, as written to inblob.
     assert_eq!(&ev.report[0x50..0x70], &binding);
     assert_eq!(&ev.report[0x70..0x90], &[0u8; 32]);
-    // Everything but the report data is the real sample's.
     assert_eq!(&ev.report[..0x50], &REPORT[..0x50]);
     assert_eq!(&ev.report[0x90..], &REPORT[0x90..]);
-    assert_eq!(ev.vcek, VCEK);
-    assert_eq!(
-        e.log,
-        ["read provider", "write inblob", "read generation", "read outblob", "read auxblob", "read generation"]
+    // The certificates come from auxblob.
+    assert_eq!((ev.vcek.as_slice(), ev.ask.as_deref(), ev.ark.as_deref()), (VCEK, Some(ASK), Some(ARK)));
+    // Verified: the chain is AMD's and the VCEK is this chip's, but the firmware never signed
+    // our inblob, so the signature fails (and the report's contents are not trusted).
+    let checks =
+        appraise("sev-snp", &ev.to_cbor(), &Policy::default(), &Context { binding, trust_roots: &[], at: SNP_AT });
+    for claim in ["snp-decode", "snp-cert-chain", "snp-cert-validity", "snp-chip-id"] {
+        assert!(passed(&checks, claim), "{claim}: {checks:#?}");
+    }
+    assert_eq!(failures(&checks), ["snp-report-signature"], "{checks:#?}");
+    let _ = failed(&checks, "snp-report-signature");
+    // The sample itself, with its own report data back, verifies at its pinned time.
+    let mut report = ev.report.clone();
+    report[0x50..0x90].copy_from_slice(&REPORT[0x50..0x90]);
+    assert_eq!(report, REPORT);
+    let sample = vouch_attest::evidence::SnpEvidence { report, ..ev }.to_cbor();
+    let sample_binding: [u8; 32] = REPORT[0x50..0x70].try_into().unwrap();
+    let checks = appraise(
+        "sev-snp",
+        &sample,
+        &Policy::default(),
+        &Context { binding: sample_binding, trust_roots: &[], at: SNP_AT },
     );
+    assert!(passed(&checks, "snp-report-signature"), "{checks:#?}");
 }
 
 #[test]
 fn a_writer_between_our_write_and_read_is_retried_then_reported() {
+    let tmp = tempfile::tempdir().unwrap();
     let binding = [0x42u8; 32];
     // Once: the first attempt sees the generation move and tries again.
-    let mut e = KernelEntry::new(vec![1]);
-    let Generated::SevSnp(ev) = request_entry(&mut e, &binding).unwrap() else { panic!("not SNP") };
-    assert_eq!(&ev.report[0x50..0x70], &binding);
-    assert_eq!(e.log.iter().filter(|l| *l == "write inblob").count(), 3, "ours, the intruder's, ours again");
+    let fake = FakeEntry::sev_snp(&tmp.path().join("once"), vec![1]);
+    let Generated::SevSnp(ev) = generate_bounded(fake.dir(), binding).unwrap() else { panic!("not SNP") };
+    assert_eq!(ev.report, replayed_report(&[binding, [0; 32]].concat()));
+    let log = fake.finish();
+    let writes: Vec<&String> = log.iter().filter(|l| l.contains("writes inblob") || *l == "write inblob").collect();
+    assert_eq!(writes, ["write inblob", "intruder writes inblob", "write inblob"], "{log:?}");
     // Every time: the generator gives up, naming the entry and what changed.
-    let mut e = KernelEntry::new((1..=vouch_attest::tsm::ATTEMPTS).collect());
-    let err = request_entry(&mut e, &binding).unwrap_err();
+    let fake = FakeEntry::sev_snp(&tmp.path().join("always"), (1..=vouch_attest::tsm::ATTEMPTS).collect());
+    let err = generate_bounded(fake.dir(), binding).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, TsmError::ConcurrentWriter { .. }), "{msg}");
-    assert!(msg.contains("/fake/tsm/report/entry") && msg.contains("generation changed"), "{msg}");
+    assert!(msg.contains(&fake.dir().display().to_string()) && msg.contains("generation changed"), "{msg}");
+    assert_eq!(fake.finish().iter().filter(|l| *l == "write inblob").count(), vouch_attest::tsm::ATTEMPTS);
 }

@@ -89,14 +89,14 @@ pub struct TeeConfig {
     /// TPM TCTI (default [`DEFAULT_TCTI`]). tss-esapi 7.7 reaches swtpm only over TCP:
     /// `swtpm:host=127.0.0.1,port=N`.
     pub tcti: Option<String>,
-    /// configfs-tsm report directory (default `/sys/kernel/config/tsm/report`).
+    /// configfs-tsm report directory, or a shared report entry (default
+    /// `/sys/kernel/config/tsm/report`).
     pub tsm_root: Option<PathBuf>,
     /// The installed TPM enrolment (default `$VOUCH_HOME/tpm-enrollment.cbor`).
     pub enrollment: Option<PathBuf>,
 }
 
 impl TeeConfig {
-    #[cfg(feature = "tpm")]
     fn tcti(&self) -> &str {
         self.tcti.as_deref().unwrap_or(DEFAULT_TCTI)
     }
@@ -511,7 +511,8 @@ struct GenerateArgs {
     /// `swtpm:host=127.0.0.1,port=2321` (default: $VOUCH_TCTI, else `tcti` in config.json).
     #[arg(long, env = "VOUCH_TCTI")]
     tcti: Option<String>,
-    /// configfs-tsm report directory, SEV-SNP and TDX (default: `tsm_root` in config.json, else
+    /// configfs-tsm report directory, or a report entry made beforehand and shared (one with a
+    /// `provider` file), SEV-SNP and TDX (default: `tsm_root` in config.json, else
     /// /sys/kernel/config/tsm/report).
     #[arg(long, value_name = "DIR")]
     tsm_root: Option<PathBuf>,
@@ -994,7 +995,7 @@ fn report(args: &VerifyArgs, technology: &str, at: u64, expected: Option<String>
 enum EnrollCmd {
     /// Node: write an enrolment request (EK certificate and chain, AK public area).
     Request {
-        /// TPM TCTI (default device:/dev/tpmrm0).
+        /// TPM TCTI (default: $VOUCH_TCTI, else `tcti` in config.json, else device:/dev/tpmrm0).
         #[arg(long, env = "VOUCH_TCTI")]
         tcti: Option<String>,
         /// Intermediate CA certificates between the EK certificate and the authority's trust
@@ -1019,6 +1020,7 @@ enum EnrollCmd {
     /// Node: have the TPM activate the credential; write the response.
     Activate {
         challenge: PathBuf,
+        /// TPM TCTI (default: $VOUCH_TCTI, else `tcti` in config.json, else device:/dev/tpmrm0).
         #[arg(long, env = "VOUCH_TCTI")]
         tcti: Option<String>,
         #[arg(short, long, value_name = "FILE")]
@@ -1038,6 +1040,7 @@ enum EnrollCmd {
     /// Node: check the enrolment names this TPM's EK and AK, install it in $VOUCH_HOME.
     Install {
         enrollment: PathBuf,
+        /// TPM TCTI (default: $VOUCH_TCTI, else `tcti` in config.json, else device:/dev/tpmrm0).
         #[arg(long, env = "VOUCH_TCTI")]
         tcti: Option<String>,
     },
@@ -1049,6 +1052,13 @@ enum EnrollCmd {
     },
 }
 
+/// The TCTI of `enroll request|activate|install`: resolved as for `vouch attest --tee tpm` (the
+/// flag or $VOUCH_TCTI, else `tcti` in config.json, else [`DEFAULT_TCTI`]).
+fn enroll_tcti(home: &Home, flag: Option<&str>) -> Result<String> {
+    let (cfg, _) = TeeConfig::resolve(home, Some(Tee::Tpm.wire_name()), flag, None)?;
+    Ok(cfg.tcti().to_owned())
+}
+
 fn enroll(home: &Home, cmd: EnrollCmd) -> Result<()> {
     if matches!(cmd, EnrollCmd::Request { .. } | EnrollCmd::Activate { .. } | EnrollCmd::Install { .. }) {
         tpm_node::require()?;
@@ -1056,7 +1066,7 @@ fn enroll(home: &Home, cmd: EnrollCmd) -> Result<()> {
     match cmd {
         EnrollCmd::Request { tcti, ek_chain, output } => {
             let chain = read_certificates(&ek_chain, "--ek-chain")?;
-            let req = tpm_node::request(tcti.as_deref().unwrap_or(DEFAULT_TCTI), chain)?;
+            let req = tpm_node::request(&enroll_tcti(home, tcti.as_deref())?, chain)?;
             write_file(&output, &to_cbor(&req))?;
             let subject = certs::parse(&req.ek_certificate).map(|c| certs::subject(&c)).unwrap_or_default();
             println!("EK certificate  {subject}");
@@ -1094,7 +1104,7 @@ fn enroll(home: &Home, cmd: EnrollCmd) -> Result<()> {
             let chal: EnrollChallenge = from_cbor(&bytes, "enrolment challenge", &challenge)?;
             check_version(chal.version, "enrolment challenge", &challenge)?;
             let req: EnrollRequest = from_cbor(&chal.request, "enrolment request", &challenge)?;
-            let secret = tpm_node::activate(tcti.as_deref().unwrap_or(DEFAULT_TCTI), &req, &chal)?;
+            let secret = tpm_node::activate(&enroll_tcti(home, tcti.as_deref())?, &req, &chal)?;
             let resp =
                 EnrollResponse { version: ENROLL_VERSION, request: chal.request, issued_at: chal.issued_at, secret };
             write_file(&output, &to_cbor(&resp))?;
@@ -1146,7 +1156,7 @@ fn enroll(home: &Home, cmd: EnrollCmd) -> Result<()> {
                 .enrollment
                 .verify_signature()
                 .map_err(|e| anyhow!("{}: enrolment signature: {e}", enrollment.display()))?;
-            tpm_node::check_install(tcti.as_deref().unwrap_or(DEFAULT_TCTI), &installed.enrollment)?;
+            tpm_node::check_install(&enroll_tcti(home, tcti.as_deref())?, &installed.enrollment)?;
             fs::create_dir_all(&home.dir).with_context(|| format!("creating {}", home.dir.display()))?;
             let dest = home.dir.join(ENROLLMENT_FILE);
             write_file(&dest, &bytes)?;

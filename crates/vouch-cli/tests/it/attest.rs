@@ -19,6 +19,10 @@ use crate::{Vouch, one_line_error, random_bytes, repo_root};
 #[path = "../../../../fuzz/attest/body.rs"]
 mod fuzz_body;
 
+/// A kernel-like fake configfs-tsm entry, as vouch-attest's own tests use it.
+#[path = "../../../vouch-attest/tests/tsm_support/mod.rs"]
+mod tsm_support;
+
 /// A real swtpm per test, as vouch-attest's own tests start it.
 #[cfg(feature = "tpm")]
 #[path = "../../../vouch-attest/tests/tpm_support/mod.rs"]
@@ -428,6 +432,59 @@ fn tee_sev_snp_without_configfs_is_a_clear_error() {
     assert!(e.contains("configfs-tsm not available"), "{e}");
 }
 
+/// `vouch attest --tee sev-snp --tsm-root ENTRY --json` end to end against a kernel-like fake
+/// configfs-tsm entry (`tsm_support`: writes to `inblob` bump `generation`, `outblob` replays the
+/// real Milan report with the written report data, `auxblob` carries its VCEK, ASK and ARK). The
+/// printed evidence binds the node key and nonce; verified, AMD's chain and this chip's VCEK
+/// pass but the signature fails, since the firmware never signed that report data. The raw
+/// report it printed, with the sample's own report data put back, is the real sample and
+/// verifies completely at its pinned time with the VCEK the entry supplied.
+#[test]
+fn tee_sev_snp_through_a_kernel_like_configfs_entry() {
+    use vouch_attest::evidence::SnpEvidence;
+    let v = Vouch::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tsm_support::FakeEntry::sev_snp(&tmp.path().join("entry"), vec![]);
+    let entry = fake.dir().to_str().unwrap().to_owned();
+    let out =
+        v.ok(&["attest", "--tee", "sev-snp", "--tsm-root", &entry, "--nonce", "c0ffee", "--json", "-o", "ev.bin"]);
+    assert_eq!(fake.finish(), ["write inblob", "read generation", "read outblob", "read auxblob", "read generation"]);
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["technology"], "sev-snp");
+    assert_eq!(out["nonce"], "c0ffee");
+    let node_key = hex::decode(out["node_key"].as_str().unwrap()).unwrap();
+    let binding = vouch_receipt::report_data(&node_key.try_into().unwrap(), &[0xc0, 0xff, 0xee]);
+    assert_eq!(out["binding"], hex::encode(binding));
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.decode(out["evidence"].as_str().unwrap()).unwrap();
+    assert_eq!(body, std::fs::read(v.work().join("ev.bin")).unwrap());
+    let ev = SnpEvidence::from_cbor(&body).unwrap();
+    assert_eq!(&ev.report[0x50..0x70], &binding);
+    assert_eq!(ev.vcek, tsm_support::VCEK);
+
+    // The evidence body as printed: every claim but the signature.
+    let (code, json) =
+        verify_json(&v, &["ev.bin", "--format", "vouch", "--at", SNP_AT, "--report-data", &hex::encode(binding)]);
+    assert_eq!(code, 1, "{json:#}");
+    for claim in ["snp-cert-chain", "snp-cert-validity", "snp-chip-id"] {
+        assert_eq!(status_of(&json, claim)["status"], "passed", "{claim}: {json:#}");
+    }
+    only_failure(&json, "snp-report-signature", "");
+
+    // Its raw report with the sample's report data back is the sample, and verifies.
+    let mut report = ev.report.clone();
+    let sample = std::fs::read(testdata("snp/milan-report.bin")).unwrap();
+    report[0x50..0x90].copy_from_slice(&sample[0x50..0x90]);
+    assert_eq!(report, sample);
+    std::fs::write(v.work().join("report.bin"), &report).unwrap();
+    std::fs::write(v.work().join("vcek.der"), &ev.vcek).unwrap();
+    let rd = hex::encode(&sample[0x50..0x90]);
+    let args = ["report.bin", "--format", "snp-report", "--vcek", "vcek.der", "--at", SNP_AT, "--report-data", &rd];
+    let (code, json) = verify_json(&v, &args);
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(status_of(&json, "snp-report-signature")["status"], "passed");
+}
+
 /// `vouch attest` and `vouch run` read `tee` and `tsm_root` from config.json when no flag is
 /// given; a flag wins; a value that names no TEE is an error naming config.json.
 #[test]
@@ -541,6 +598,35 @@ fn tpm_tools_fuzz_body_over_its_seeds() {
     }
 }
 
+/// The `evidence_snp_certs` fuzz body (configfs-tsm's `auxblob` certificate table) over its
+/// committed seed (the Milan VCEK, ASK and ARK in a table), its truncations and byte flips, and
+/// random bytes.
+#[test]
+fn snp_cert_table_fuzz_body_over_its_seeds() {
+    let dir = repo_root().join("fuzz/seeds/evidence_snp_certs");
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let seed = std::fs::read(entry.unwrap().path()).unwrap();
+        seeds += 1;
+        // The seed is a real table: it parses, and the body's invariants run on its certificates.
+        let table = vouch_attest::tsm::parse_cert_table(&seed).unwrap();
+        assert_eq!(table.vcek, Some(std::fs::read(testdata("snp/milan-vcek.der")).unwrap()));
+        fuzz_body::evidence_snp_certs(&seed);
+        for cut in 0..seed.len() {
+            fuzz_body::evidence_snp_certs(&seed[..cut]);
+        }
+        for i in (0..seed.len()).step_by(7) {
+            let mut flipped = seed.clone();
+            flipped[i] ^= 0x41;
+            fuzz_body::evidence_snp_certs(&flipped);
+        }
+    }
+    assert!(seeds >= 1, "seeds in {}", dir.display());
+    for seed in 0..16 {
+        fuzz_body::evidence_snp_certs(&random_bytes(9300 + seed, (seed as usize * 131) % 3000));
+    }
+}
+
 #[cfg(feature = "tpm")]
 mod swtpm {
     use super::*;
@@ -573,7 +659,14 @@ mod swtpm {
         assert_eq!(mode, 0o600);
         assert!(v.err(&["attest", "enroll", "keygen", "-o", "authority.pem"]).contains("authority.pem"));
 
-        v.ok(&["attest", "enroll", "request", "--tcti", &tcti, "--ek-chain", issuer, "-o", "req.cbor"]);
+        // Enrolment reads `tcti` from config.json as `vouch attest` does (none of request,
+        // activate and install is given --tcti below); a flag wins over it.
+        v.ok(&["config", "tcti", &tcti]);
+        let (code, stderr) =
+            v.fails(&["attest", "enroll", "request", "--tcti", "swtpm:host=127.0.0.1,port=1", "-o", "x.cbor"]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("opening the TPM: TCTI \"swtpm:host=127.0.0.1,port=1\""), "the flag wins: {stderr}");
+        v.ok(&["attest", "enroll", "request", "--ek-chain", issuer, "-o", "req.cbor"]);
         // The authority refuses an EK certificate that does not chain to its roots.
         let other_root = testdata("tpm/ek-root.der");
         let (code, _, stderr) = run(
@@ -606,7 +699,7 @@ mod swtpm {
             "-o",
             "chal.cbor",
         ]);
-        v.ok(&["attest", "enroll", "activate", "chal.cbor", "--tcti", &tcti, "-o", "resp.cbor"]);
+        v.ok(&["attest", "enroll", "activate", "chal.cbor", "-o", "resp.cbor"]);
 
         // A response whose secret was not released by the TPM, or checked with another key: exit 1.
         let bytes = std::fs::read(v.path("resp.cbor")).unwrap();
@@ -625,7 +718,7 @@ mod swtpm {
         let signed =
             v.ok(&["attest", "enroll", "sign", "resp.cbor", "--key", "authority.pem", "-o", "enrollment.cbor"]);
         assert!(signed.contains(&authority), "{signed}");
-        v.ok(&["attest", "enroll", "install", "enrollment.cbor", "--tcti", &tcti]);
+        v.ok(&["attest", "enroll", "install", "enrollment.cbor"]);
         assert!(v.home().join("tpm-enrollment.cbor").is_file());
 
         let out = v.ok(&["attest", "--tee", "tpm", "--tcti", &tcti, "--json", "-o", "ev.cbor"]);
