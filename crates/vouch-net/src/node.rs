@@ -3,7 +3,7 @@
 //!
 //! Tasks and queues (every queue bounded):
 //! - the **swarm task** ([`Node::run`]) owns the swarm, the wants and the set of connected peers;
-//!   it takes [`Command`]s from handles and [`Inbound`] block batches from readers;
+//!   it takes [`Command`]s from handles and [`FromReader`] block batches from readers;
 //! - one **reader** per inbound bitswap stream: decodes frames (≤ 4 MiB), serves the wantlist
 //!   part itself (store lookups on the blocking pool, at most `serve_concurrency` at once) and
 //!   hands received blocks, already hashed, to the swarm task;
@@ -33,9 +33,11 @@ use crate::{AGENT_VERSION, Blocks, Config, NetError};
 
 /// Wanted blocks are re-sent to every peer this often, in case a message was dropped.
 const REBROADCAST: Duration = Duration::from_secs(10);
-/// Multihashes of blocks recently received or given up on: a late copy from a second peer is a
-/// duplicate, not a lie.
-const RECENT: usize = 8192;
+/// Blocks recently received or given up on, remembered (as [`recent_key`]s, ~24 bytes each) so
+/// that a late copy from a second peer is a duplicate, not a lie: 2^18 blocks, 64 GiB of
+/// 256 KiB chunks, far more than any peer can have in flight. A duplicate older than this is
+/// still forgiven if the node holds the block (the reader checks, see [`FromReader`]).
+const RECENT: usize = 1 << 18;
 /// How long a peer that sent a bad block stays disconnected (its new connections are closed).
 const BAN: Duration = Duration::from_secs(600);
 /// Most banned peers remembered (the oldest ban is forgotten first).
@@ -88,11 +90,28 @@ enum Command {
     Shutdown,
 }
 
+/// What readers tell the swarm task.
+enum FromReader {
+    Blocks(Inbound),
+    /// Blocks of an earlier [`Inbound`] that matched no want, current or recent, and that the
+    /// node does not hold either: a lie or spam.
+    Unheld {
+        peer: PeerId,
+        cid: Cid,
+        bytes: usize,
+    },
+}
+
 /// Blocks a reader received from `peer`, hashed, and the presences it sent (`true`: HAVE).
 struct Inbound {
     peer: PeerId,
     blocks: Vec<Received>,
     presences: Vec<(Cid, bool)>,
+    /// Where the swarm task sends back the received blocks that matched no want, current or
+    /// recent (CID and size). The reader looks them up in the node's [`Blocks`] (a duplicate
+    /// of a block we hold is harmless; the swarm task must not do I/O) and reports the others
+    /// as [`FromReader::Unheld`] before it passes on anything else the peer sent on that stream.
+    unsolicited: oneshot::Sender<Vec<(Cid, usize)>>,
 }
 
 /// A running provider search (Kademlia `GET_PROVIDERS`).
@@ -136,11 +155,11 @@ pub struct Node {
     swarm: Swarm<Behaviour>,
     config: Config,
     commands: mpsc::Receiver<Command>,
-    inbound: mpsc::Receiver<Inbound>,
+    inbound: mpsc::Receiver<FromReader>,
     writers: Writers,
     wants: HashMap<Multihash<64>, Want>,
-    recent: VecDeque<Multihash<64>>,
-    recent_set: HashSet<Multihash<64>>,
+    recent: VecDeque<u64>,
+    recent_set: HashSet<u64>,
     addr_waiters: Vec<oneshot::Sender<Vec<Multiaddr>>>,
     /// Per connected peer: cleared when its last connection closes, so its writer never
     /// re-dials a peer (`libp2p-stream` dials on `open_stream`), e.g. one we just disconnected.
@@ -312,12 +331,25 @@ impl Node {
                     None | Some(Command::Shutdown) => break,
                     Some(cmd) => self.on_command(cmd),
                 },
-                Some(mut inbound) = self.inbound.recv() => {
-                    let presences = std::mem::take(&mut inbound.presences);
-                    let peer = inbound.peer;
-                    self.on_blocks(inbound);
-                    self.on_presences(peer, presences);
-                }
+                Some(from) = self.inbound.recv() => match from {
+                    FromReader::Blocks(mut inbound) => {
+                        let presences = std::mem::take(&mut inbound.presences);
+                        let peer = inbound.peer;
+                        self.on_blocks(inbound);
+                        self.on_presences(peer, presences);
+                    }
+                    FromReader::Unheld { peer, cid, bytes } => {
+                        if !self.is_banned(&peer) {
+                            warn!(
+                                %peer,
+                                claimed = %cid,
+                                bytes,
+                                "peer sent a block matching no wanted CID (unsolicited, or its bytes do not hash to the CID); disconnecting and banning it"
+                            );
+                            self.ban(peer);
+                        }
+                    }
+                },
                 _ = tick.tick() => self.rebroadcast(),
                 _ = find_tick.tick(), if !self.finds.is_empty() => self.expire_finds(),
             }
@@ -744,13 +776,16 @@ impl Node {
         }
     }
 
-    /// Received blocks: accept those that hash to a wanted CID; a block that matches nothing we
-    /// want (or wanted recently) is a lie or spam, and its sender is disconnected.
+    /// Received blocks: accept those that hash to a wanted CID; drop duplicates of blocks
+    /// received recently. Any other block goes back to the reader, which forgives it if the node
+    /// holds it and otherwise reports it ([`FromReader::Unheld`]): a lie or spam, whose sender is
+    /// then disconnected and banned. A block that cannot be verified at all bans at once.
     fn on_blocks(&mut self, inbound: Inbound) {
         let peer = inbound.peer;
         if self.is_banned(&peer) {
             return;
         }
+        let mut unsolicited = Vec::new();
         for block in inbound.blocks {
             let hash = match block.hash {
                 Ok(h) => h,
@@ -761,18 +796,17 @@ impl Node {
                 }
             };
             let Some(want) = self.wants.remove(&hash) else {
-                if self.recent_set.contains(&hash) {
+                if self.recent_set.contains(&recent_key(&hash)) {
                     debug!(%peer, "duplicate block ignored");
                     continue;
                 }
-                warn!(
-                    %peer,
-                    claimed = ?block.claimed.map(|c| c.to_string()),
-                    bytes = block.data.len(),
-                    "peer sent a block matching no wanted CID (unsolicited, or its bytes do not hash to the CID); disconnecting and banning it"
-                );
-                self.ban(peer);
-                return;
+                let Some(claimed) = block.claimed else {
+                    warn!(%peer, "peer sent a block whose CID prefix names no CID version we know; disconnecting and banning it");
+                    self.ban(peer);
+                    return;
+                };
+                unsolicited.push((claimed, block.data.len()));
+                continue;
             };
             // The trust decision, stated where it is made: the bytes must hash to the wanted CID.
             if let Err(e) = verify(&want.cid, &block.data) {
@@ -788,6 +822,9 @@ impl Node {
                 let _ = w.send(Ok(block.data.clone()));
             }
         }
+        // The reader may have stopped waiting (stream ended): then nothing is judged, and
+        // nothing was accepted either.
+        let _ = inbound.unsolicited.send(unsolicited);
     }
 
     /// Disconnect `peer`, forget its addresses, and refuse its connections for [`BAN`].
@@ -809,8 +846,9 @@ impl Node {
     }
 
     fn remember(&mut self, hash: Multihash<64>) {
-        if self.recent_set.insert(hash) {
-            self.recent.push_back(hash);
+        let key = recent_key(&hash);
+        if self.recent_set.insert(key) {
+            self.recent.push_back(key);
             if self.recent.len() > RECENT
                 && let Some(old) = self.recent.pop_front()
             {
@@ -850,6 +888,17 @@ impl Node {
         // A poisoned lock only means a task panicked while holding it; the map is still valid.
         self.writers.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// What [`RECENT`] remembers of a block's multihash: the first 8 bytes of its digest (sha2-256,
+/// the only hash fetched). Two blocks sharing it is a 2^-64 chance per pair; the cost of one
+/// would be a bad block dropped without banning its sender, never a bad block accepted.
+fn recent_key(hash: &Multihash<64>) -> u64 {
+    let mut key = [0u8; 8];
+    let digest = hash.digest();
+    let n = digest.len().min(8);
+    key[..n].copy_from_slice(&digest[..n]);
+    u64::from_le_bytes(key)
 }
 
 /// Add `addrs` (each ending in `/p2p/PEER`) to the Kademlia routing table, dial them, and start
@@ -894,7 +943,7 @@ async fn accept_loop(
     mut incoming: mpsc::Receiver<(PeerId, libp2p::Stream)>,
     blocks: Arc<dyn Blocks>,
     writers: Writers,
-    inbound: mpsc::Sender<Inbound>,
+    inbound: mpsc::Sender<FromReader>,
     serving: Arc<Semaphore>,
     readers: Arc<Semaphore>,
     max_entries: usize,
@@ -916,10 +965,14 @@ async fn reader(
     mut stream: libp2p::Stream,
     blocks: Arc<dyn Blocks>,
     writers: Writers,
-    inbound: mpsc::Sender<Inbound>,
+    inbound: mpsc::Sender<FromReader>,
     serving: Arc<Semaphore>,
     max_entries: usize,
 ) {
+    // The judgment of the blocks of the last message passed on (its own task, so that it runs as
+    // soon as the swarm task answers while the next frame is read and hashed). The next message's
+    // blocks wait for it: a peer's later blocks never overtake the verdict on its earlier ones.
+    let mut judging: Option<JoinHandle<Result<(), ()>>> = None;
     loop {
         let msg = match message::read_message(&mut stream).await {
             Ok(Some(m)) => m,
@@ -948,16 +1001,60 @@ async fn reader(
                 }
             })
             .collect();
-        if (!received.is_empty() || !presences.is_empty())
-            && inbound.send(Inbound { peer, blocks: received, presences }).await.is_err()
-        {
-            break;
+        if !received.is_empty() || !presences.is_empty() {
+            if let Some(judged) = judging.take()
+                && !matches!(judged.await, Ok(Ok(())))
+            {
+                break;
+            }
+            let (tx, rx) = oneshot::channel();
+            let msg = Inbound { peer, blocks: received, presences, unsolicited: tx };
+            if inbound.send(FromReader::Blocks(msg)).await.is_err() {
+                break;
+            }
+            judging = Some(tokio::spawn(judge_unsolicited(peer, rx, blocks.clone(), inbound.clone())));
         }
         if let Some(wl) = msg.wantlist {
             serve(peer, wl, &blocks, &writers, &serving, max_entries).await;
         }
     }
     let _ = stream.close().await;
+}
+
+/// Wait for the swarm task's list of blocks from `peer` that matched no want, current or recent,
+/// and report the first one the node does not hold ([`FromReader::Unheld`]). A block we hold is a
+/// duplicate sent late (after [`RECENT`] moved on, or across a restart): harmless, and dropped.
+/// A lookup that fails counts as not held. `Err` when the swarm task has stopped.
+async fn judge_unsolicited(
+    peer: PeerId,
+    answer: oneshot::Receiver<Vec<(Cid, usize)>>,
+    blocks: Arc<dyn Blocks>,
+    inbound: mpsc::Sender<FromReader>,
+) -> Result<(), ()> {
+    // A dropped answer: the swarm task judged nothing (it banned the peer, or stopped).
+    let Ok(suspects) = answer.await else { return Ok(()) };
+    if suspects.is_empty() {
+        return Ok(());
+    }
+    let unheld = tokio::task::spawn_blocking(move || {
+        suspects.into_iter().find(|(cid, _)| match blocks.has(cid) {
+            Ok(held) => !held,
+            Err(e) => {
+                debug!(%cid, "cannot tell whether a block sent unasked is held: {e}");
+                true
+            }
+        })
+    })
+    .await
+    // A lookup that panicked judges nothing; the blocks were not accepted either way.
+    .unwrap_or(None);
+    match unheld {
+        Some((cid, bytes)) => inbound.send(FromReader::Unheld { peer, cid, bytes }).await.map_err(|_| ()),
+        None => {
+            debug!(%peer, "late duplicate of a block the node holds ignored");
+            Ok(())
+        }
+    }
 }
 
 /// Answer a wantlist: want-have → have / dont-have, want-block → the block / dont-have

@@ -13,7 +13,7 @@ use std::process::Command;
 use rand::{Rng, SeedableRng};
 
 use crate::network::Daemon;
-use crate::{Vouch, random_bytes, repo_root, skip_or_fail, write_random_file};
+use crate::{Vouch, assert_same_tree, random_bytes, repo_root, skip_or_fail, write_random_file};
 
 /// `scripts/kubo/kubo.py serve|fetch` as child processes (shared with vouch-net's tests).
 #[path = "../../../vouch-net/tests/it/kubo_proc.rs"]
@@ -120,10 +120,12 @@ fn add_only_hash_matches_kubo() {
 }
 
 /// `vouch node` and real Kubo as separate processes: the daemon dials Kubo (`vouch swarm
-/// connect`), `vouch cat` fetches Kubo's multi-MB file through the daemon over bitswap, and Kubo
-/// downloads a file `vouch add` stored; both byte-identical.
+/// connect`), `vouch cat` fetches Kubo's multi-MB file and `vouch get -o` Kubo's directory tree
+/// through the daemon over bitswap, and Kubo downloads a file and a tree `vouch add [-r]` stored;
+/// all byte-identical (trees: names, kinds, bytes, symlink targets, hidden and empty entries;
+/// see [`assert_same_as_kubo_download`] for the symlinks Kubo writes).
 #[test]
-fn vouch_node_and_kubo_exchange_files_both_ways() {
+fn vouch_node_and_kubo_exchange_files_and_trees_both_ways() {
     let Some(py) = kubo_proc::python() else { return };
     let v = Vouch::new();
     let from_kubo = v.path("from-kubo.bin");
@@ -146,4 +148,56 @@ fn vouch_node_and_kubo_exchange_files_both_ways() {
     let report = kubo_proc::kubo_fetch(&py, &ours.parse().unwrap(), &peer, &out);
     assert_eq!(report["cid"], ours.as_str(), "{report}");
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&to_kubo).unwrap(), "Kubo's download differs");
+
+    // A tree Kubo added (its own `ipfs add -r --hidden`): the CID is the one Vouch computes, and
+    // `vouch get` through the daemon writes an identical tree.
+    let kubo_tree = d.v.path("kubo-tree");
+    random_tree(&kubo_tree, 83);
+    let kubo_t = kubo_proc::KuboServe::start(&py, &kubo_tree);
+    assert_eq!(d.v.add_q(&["-n", "-r", "-H", "kubo-tree"]), kubo_t.cid.to_string());
+    d.v.ok(&["swarm", "connect", &kubo_t.addr.to_string()]);
+    d.v.ok(&["get", &kubo_t.cid.to_string(), "-o", "got-from-kubo", "--timeout", "60s"]);
+    assert_same_tree(&kubo_tree, &d.v.path("got-from-kubo"), true);
+    d.v.ok(&["repo", "verify"]);
+
+    // A tree `vouch add -r -H` stored: Kubo downloads it from the daemon, identical (its
+    // symlinks as Kubo's Download writes them).
+    let vouch_tree = d.v.path("vouch-tree");
+    random_tree(&vouch_tree, 84);
+    let ours = d.v.add_q(&["-r", "-H", "vouch-tree"]);
+    let out = d.v.path("kubo-got-tree");
+    let report = kubo_proc::kubo_fetch(&py, &ours.parse().unwrap(), &peer, &out);
+    assert_eq!(report["cid"], ours.as_str(), "{report}");
+    assert_same_as_kubo_download(&vouch_tree, &out);
+}
+
+/// Assert Kubo's `Download` of the tree at `want` wrote `got`: the same names, directories and
+/// file bytes, hidden entries included. kubo-python's `Download` writes a UnixFS symlink as a
+/// regular file holding the link's target (Kubo to Kubo alike), so that is what a symlink in
+/// `want` must have become.
+#[track_caller]
+fn assert_same_as_kubo_download(want: &Path, got: &Path) {
+    let wt = std::fs::symlink_metadata(want).unwrap().file_type();
+    let gm = std::fs::symlink_metadata(got).unwrap_or_else(|e| panic!("{}: {e}", got.display()));
+    if wt.is_dir() {
+        assert!(gm.is_dir(), "{} should be a directory", got.display());
+        let names = |p: &Path| {
+            let mut v: Vec<_> = std::fs::read_dir(p).unwrap().map(|e| e.unwrap().file_name()).collect();
+            v.sort();
+            v
+        };
+        let wn = names(want);
+        assert_eq!(names(got), wn, "entries of {}", got.display());
+        for n in wn {
+            assert_same_as_kubo_download(&want.join(&n), &got.join(&n));
+        }
+        return;
+    }
+    assert!(gm.is_file(), "{} should be a regular file", got.display());
+    let expected = if wt.is_symlink() {
+        std::fs::read_link(want).unwrap().into_os_string().into_encoded_bytes()
+    } else {
+        std::fs::read(want).unwrap()
+    };
+    assert!(std::fs::read(got).unwrap() == expected, "{} differs from {}", got.display(), want.display());
 }
