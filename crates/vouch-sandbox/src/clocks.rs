@@ -1,8 +1,8 @@
 //! The clocks a guest sees, and `poll_oneoff` (sleeping) done so that it can neither outlast the
 //! wall-clock limit nor observe real time in deterministic mode.
 //!
-//! wasmtime-wasi's own `poll_oneoff` sleeps on the host's clock in a host call, where epoch
-//! interruption cannot reach: `sleep(3600)` would hold a worker for an hour whatever the job's
+//! wasmtime-wasi's own `poll_oneoff` sleeps on the host's clock in a host call, where neither a
+//! fuel yield nor epoch interruption can reach: `sleep(3600)` would hold a worker for an hour whatever the job's
 //! wall-clock limit. The sandbox therefore shadows `wasi_snapshot_preview1::poll_oneoff`:
 //! subscriptions that are all clocks are answered here (virtual time jumps forward in
 //! deterministic mode; real sleeps are cut at the deadline otherwise); a poll that includes a

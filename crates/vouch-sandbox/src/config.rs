@@ -37,10 +37,16 @@ pub struct SandboxConfig {
     /// Bytes of native stack Wasm may use before [`Outcome::StackOverflow`](crate::Outcome).
     /// Default 1 MiB (wasmtime's own default is 512 KiB; CPython recurses deeply).
     pub max_wasm_stack: usize,
-    /// Period of the epoch ticker thread: the granularity of wall-clock limits and of output
-    /// checks during a run. Default 10 ms.
+    /// How often, at most, `/outputs` is measured during a run. Default 10 ms. With fuel
+    /// metering off it is the period of the epoch ticker thread, and so also the granularity
+    /// of wall-clock limits; with fuel metering on the deadline is checked at every fuel yield
+    /// (every 2^23 units, under a millisecond of guest work) and every call into the host.
     pub epoch_tick: Duration,
-    /// Compile fuel metering into every module. Default true. Off runs ~5–10 % faster but
+    /// Compile fuel metering into every module. Default true. The guest then runs as an async
+    /// call that yields to the host every 2^23 units of fuel, where (and at every call into the
+    /// host) the wall-clock and output limits are checked, and modules are compiled without
+    /// epoch interruption (fuel and epoch checks together cost more than either alone). Off:
+    /// epoch interruption and a ticker thread enforce those limits, but
     /// [`Limits::fuel`](crate::Limits::fuel) cannot be used and `fuel_consumed` is 0.
     pub fuel_metering: bool,
 }
@@ -62,7 +68,22 @@ impl Default for SandboxConfig {
     }
 }
 
+/// Fuel between two yields of a metered guest to the host, where the wall-clock deadline (and,
+/// every [`SandboxConfig::epoch_tick`], `/outputs`) is checked. The C kernels in
+/// `guests/` burn 12–17 units per nanosecond, so this is 0.5–0.7 ms of their work; a yield
+/// costs a fiber switch each way, so much smaller intervals start to show in run times.
+pub(crate) const FUEL_YIELD_INTERVAL: u64 = 1 << 23;
+
+/// Native stack a metered run's fiber has on top of [`SandboxConfig::max_wasm_stack`], for
+/// the host functions (WASI, the shims) and wasmtime itself, which run on that fiber too.
+const HOST_STACK_HEADROOM: usize = 2 << 20;
+
 impl SandboxConfig {
+    /// Size of the native stack (a fiber) a metered run executes on.
+    fn async_stack_size(&self) -> usize {
+        self.max_wasm_stack.saturating_add(HOST_STACK_HEADROOM)
+    }
+
     /// The wasmtime configuration. Every knob that matters for safety or determinism is set
     /// explicitly rather than left to a default that could change between versions.
     pub(crate) fn engine(&self) -> Result<Engine, SandboxError> {
@@ -71,6 +92,8 @@ impl SandboxConfig {
             .total_memories(self.max_concurrent_runs.saturating_mul(self.max_memories))
             .total_tables(self.max_concurrent_runs.saturating_mul(self.max_tables))
             .total_gc_heaps(self.max_concurrent_runs)
+            // A metered run holds one fiber stack (its store keeps it between calls).
+            .total_stacks(self.max_concurrent_runs)
             .total_component_instances(0)
             .max_memories_per_module(self.max_memories)
             .max_tables_per_module(self.max_tables)
@@ -88,7 +111,10 @@ impl SandboxConfig {
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .consume_fuel(self.fuel_metering)
-            .epoch_interruption(true)
+            // With fuel, the deadline is checked at fuel yields: see `run.rs`.
+            .epoch_interruption(!self.fuel_metering)
+            .async_stack_size(self.async_stack_size())
+            .async_stack_zeroing(false)
             .cranelift_nan_canonicalization(true)
             .relaxed_simd_deterministic(true)
             .wasm_threads(false)
@@ -104,12 +130,16 @@ impl SandboxConfig {
     /// hash. Lists every knob above, so changing one never reuses a stale artifact.
     fn settings(&self) -> String {
         format!(
-            "vouch-sandbox {} wasmtime {}; fuel={} epoch=1 nan-canon=1 relaxed-simd-det=1 threads=0 \
-             max-wasm-stack={} pool: memory={} tables={} table-elements={} memories={}",
+            "vouch-sandbox {} wasmtime {}; fuel={} epoch={} async-fuel-yield={} nan-canon=1 \
+             relaxed-simd-det=1 threads=0 max-wasm-stack={} async-stack={} pool: memory={} tables={} \
+             table-elements={} memories={}",
             env!("CARGO_PKG_VERSION"),
             crate::WASMTIME_VERSION,
             self.fuel_metering,
+            u8::from(!self.fuel_metering),
+            if self.fuel_metering { FUEL_YIELD_INTERVAL } else { 0 },
             self.max_wasm_stack,
+            self.async_stack_size(),
             self.max_memory_bytes,
             self.max_tables,
             self.max_table_elements,

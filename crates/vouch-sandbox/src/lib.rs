@@ -7,10 +7,17 @@
 //! # Shape
 //!
 //! - One [`Sandbox`] per process. It owns the wasmtime `Engine` (pooling allocator, fuel
-//!   metering, epoch interruption, NaN canonicalisation, deterministic relaxed SIMD, no threads),
-//!   the epoch ticker thread that enforces wall-clock limits, the WASI linker, and the
-//!   compiled-module caches (an on-disk cache of serialized modules and an in-memory LRU of
-//!   linked modules). See [`SandboxConfig`] for every knob and its default.
+//!   metering, NaN canonicalisation, deterministic relaxed SIMD, no threads), the WASI linker,
+//!   and the compiled-module caches (an on-disk cache of serialized modules and an in-memory LRU
+//!   of linked modules). See [`SandboxConfig`] for every knob and its default.
+//! - Wall-clock and output limits are enforced without a second kind of instrumentation in the
+//!   compiled code: a metered guest runs as an async call driven on the calling thread that
+//!   yields to the host every 2^23 units of fuel (under a millisecond of work), and the host
+//!   checks the deadline (and, every [`SandboxConfig::epoch_tick`], `/outputs`) at each yield
+//!   and whenever the guest calls the host; a stop drops the call, which unwinds the guest.
+//!   Fuel and epoch checks together cost more than either alone in tight loops. With
+//!   [`SandboxConfig::fuel_metering`] off, modules are compiled with epoch interruption instead
+//!   and an epoch ticker thread does the same checks every tick.
 //! - [`Sandbox::prepare`] turns module bytes into a [`Prepared`] module: validated, compiled (or
 //!   loaded from a cache, see [`PrepareSource`]) and linked. Problems with the module itself are
 //!   errors here: [`SandboxError::InvalidModule`] (not Wasm, invalid, no entry point, a

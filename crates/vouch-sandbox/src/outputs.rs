@@ -1,4 +1,4 @@
-//! Measuring the `/outputs` directory, during a run (every epoch tick) and after it.
+//! Measuring the `/outputs` directory, during a run (about every `epoch_tick`) and after it.
 
 use std::fs;
 use std::io;

@@ -1,18 +1,25 @@
-//! One run: the store, its WASI context and limiter, the epoch callback, and turning whatever
-//! happened into an [`Outcome`].
+//! One run: the store, its WASI context and limiter, the host's checks during the run (at fuel
+//! yields, or in the epoch callback without fuel metering), and turning whatever happened into
+//! an [`Outcome`].
 
-use std::path::Path;
-use std::time::Instant;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng as _;
 use sha2::{Digest, Sha256};
-use wasmtime::{PoolConcurrencyLimitError, ResourceLimiter, Store, Trap, UpdateDeadline, WasmBacktrace};
+use wasmtime::{CallHook, PoolConcurrencyLimitError, ResourceLimiter, Store, Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::clocks::GuestClock;
+use crate::config::FUEL_YIELD_INTERVAL;
 use crate::fsview::Listing;
 use crate::outputs::{self, OutputSize};
 use crate::sandbox::{Inner, ModuleKind, PreparedInner};
@@ -168,27 +175,49 @@ pub(crate) fn run(sandbox: &Inner, prepared: &PreparedInner, spec: &RunSpec) -> 
     } else {
         0
     };
-    store.set_epoch_deadline(1);
-    let (outputs_dir, max_bytes, max_entries) =
-        (spec.outputs.clone(), limits.max_output_bytes, limits.max_output_entries);
-    store.epoch_deadline_callback(move |mut ctx| {
-        let state = ctx.data_mut();
-        if Instant::now() >= state.deadline {
-            state.stop = Some(Stop::Timeout);
-            return Ok(UpdateDeadline::Interrupt);
-        }
-        // A failed walk (the directory is being changed under it) is retried at the next tick
-        // and, definitively, after the run.
-        if let Ok(size) = outputs::measure(&outputs_dir, max_entries)
-            && size.exceeds(max_bytes, max_entries)
-        {
-            state.stop = Some(Stop::OutputLimit(size));
-            return Ok(UpdateDeadline::Interrupt);
-        }
-        Ok(UpdateDeadline::Continue(1))
-    });
-
-    let result = call_entry(&mut store, prepared);
+    let watch = Watch {
+        deadline: start + limits.wall_time,
+        outputs: spec.outputs.clone(),
+        max_bytes: limits.max_output_bytes,
+        max_entries: limits.max_output_entries,
+    };
+    let result = if sandbox.config.fuel_metering {
+        store
+            .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        // A guest that spends its time in host calls (writing files) uses little fuel between
+        // yields: the limits are also checked whenever it calls the host.
+        let (hook_watch, output_check) = (watch.clone(), sandbox.config.epoch_tick);
+        let mut next_output_check = start + output_check;
+        store.call_hook(move |mut ctx, hook| {
+            if !matches!(hook, CallHook::CallingHost) {
+                return Ok(());
+            }
+            let now = Instant::now();
+            let check_outputs = now >= next_output_check;
+            if check_outputs {
+                next_output_check = now + output_check;
+            }
+            match hook_watch.check(now, check_outputs) {
+                Some(stop) => {
+                    ctx.data_mut().stop = Some(stop);
+                    wasmtime::bail!("stopped by the host")
+                }
+                None => Ok(()),
+            }
+        });
+        run_yielding(&mut store, prepared, &watch, output_check)
+    } else {
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| match watch.check(Instant::now(), true) {
+            Some(stop) => {
+                ctx.data_mut().stop = Some(stop);
+                Ok(UpdateDeadline::Interrupt)
+            }
+            None => Ok(UpdateDeadline::Continue(1)),
+        });
+        call_entry(&mut store, prepared)
+    };
     let wall_time = start.elapsed();
 
     if let Err(e) = &result
@@ -221,6 +250,100 @@ pub(crate) fn run(sandbox: &Inner, prepared: &PreparedInner, spec: &RunSpec) -> 
     let (stdout, stdout_truncated) = captured(&stdout, limits.max_stdout);
     let (stderr, stderr_truncated) = captured(&stderr, limits.max_stderr);
     Ok(RunResult { outcome, usage, stdout, stderr, stdout_truncated, stderr_truncated })
+}
+
+/// The limits the host enforces by stopping the guest while it runs.
+#[derive(Clone)]
+struct Watch {
+    deadline: Instant,
+    outputs: PathBuf,
+    max_bytes: u64,
+    max_entries: u64,
+}
+
+impl Watch {
+    /// Whether to stop the guest now: past the deadline, or (when `outputs` is true)
+    /// `/outputs` over its limits.
+    fn check(&self, now: Instant, outputs: bool) -> Option<Stop> {
+        if now >= self.deadline {
+            return Some(Stop::Timeout);
+        }
+        // A failed walk (the directory is being changed under it) is retried at the next check
+        // and, definitively, after the run.
+        if outputs
+            && let Ok(size) = outputs::measure(&self.outputs, self.max_entries)
+            && size.exceeds(self.max_bytes, self.max_entries)
+        {
+            return Some(Stop::OutputLimit(size));
+        }
+        None
+    }
+}
+
+/// Wakes the thread driving a run (see [`run_yielding`]).
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs the entry point as an async call driven on this thread. The guest yields every
+/// [`FUEL_YIELD_INTERVAL`] units of fuel (its waker already woken); at each yield the deadline is
+/// checked, and `/outputs` once every `output_check`. To stop the guest the call's future is
+/// dropped, which unwinds it; the reason is recorded in [`State::stop`]. (Calls into the host
+/// are checked by the store's call hook, set up in [`run`].) Host functions are synchronous and
+/// bound their own blocking by the deadline (see `clocks.rs`), so the only `Pending` is a fuel
+/// yield; anything else parks the thread until woken or the next check is due, never spinning.
+fn run_yielding(
+    store: &mut Store<State>,
+    prepared: &PreparedInner,
+    watch: &Watch,
+    output_check: Duration,
+) -> wasmtime::Result<i32> {
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut next_output_check = Instant::now() + output_check;
+    let stop = {
+        let mut call = pin!(call_entry_async(&mut *store, prepared));
+        loop {
+            if let Poll::Ready(result) = call.as_mut().poll(&mut cx) {
+                return result;
+            }
+            let now = Instant::now();
+            let check_outputs = now >= next_output_check;
+            if check_outputs {
+                next_output_check = now + output_check;
+            }
+            if let Some(stop) = watch.check(now, check_outputs) {
+                break stop;
+            }
+            std::thread::park_timeout(next_output_check.min(watch.deadline).saturating_duration_since(now));
+        }
+    }; // dropping the future here cancels the guest
+    store.data_mut().stop = Some(stop);
+    wasmtime::bail!("stopped by the host")
+}
+
+/// [`call_entry`] for a store that yields.
+async fn call_entry_async(store: &mut Store<State>, prepared: &PreparedInner) -> wasmtime::Result<i32> {
+    let instance = prepared.pre.instantiate_async(&mut *store).await?;
+    match prepared.kind {
+        ModuleKind::Command => {
+            instance.get_typed_func::<(), ()>(&mut *store, "_start")?.call_async(&mut *store, ()).await?;
+            Ok(0)
+        }
+        ModuleKind::Reactor => {
+            if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
+                init.call_async(&mut *store, ()).await?;
+            }
+            instance.get_typed_func::<(), i32>(&mut *store, "run")?.call_async(&mut *store, ()).await
+        }
+    }
 }
 
 /// Instantiates and calls the entry point; `Ok` is the exit code of a normal return.

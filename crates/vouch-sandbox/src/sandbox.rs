@@ -1,4 +1,5 @@
-//! [`Sandbox`]: the engine, the linker, the caches and the epoch ticker; [`Prepared`] modules.
+//! [`Sandbox`]: the engine, the linker, the caches and (without fuel metering) the epoch ticker;
+//! [`Prepared`] modules.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -11,7 +12,7 @@ use crate::run::State;
 use crate::{RunResult, RunSpec, SandboxConfig, SandboxError, run, shims};
 
 /// A WASI sandbox: one per process is the intended use (it is `Send + Sync`; clones share
-/// everything). Dropping the last clone stops its epoch ticker thread.
+/// everything). Dropping the last clone stops its epoch ticker thread, if it has one.
 #[derive(Clone)]
 pub struct Sandbox {
     inner: Arc<Inner>,
@@ -25,7 +26,8 @@ pub(crate) struct Inner {
     disk: Option<DiskCache>,
     memory: Mutex<Lru<Arc<PreparedInner>>>,
     stats: Stats,
-    _ticker: Ticker,
+    /// Only without fuel metering: metered runs check their deadline at fuel yields.
+    _ticker: Option<Ticker>,
 }
 
 /// A module ready to run: validated, compiled, linked. Cheap to clone.
@@ -114,7 +116,7 @@ impl std::fmt::Debug for Prepared {
 }
 
 impl Sandbox {
-    /// Builds the engine, starts the epoch ticker, opens the disk cache.
+    /// Builds the engine, starts the epoch ticker (without fuel metering), opens the disk cache.
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         let engine = config.engine()?;
         let fingerprint = config.fingerprint(&engine);
@@ -126,7 +128,7 @@ impl Sandbox {
             Some(dir) => Some(DiskCache::open(dir, &fingerprint)?),
             None => None,
         };
-        let ticker = Ticker::start(engine.clone(), config.epoch_tick);
+        let ticker = (!config.fuel_metering).then(|| Ticker::start(engine.clone(), config.epoch_tick));
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 memory: Mutex::new(Lru::new(config.memory_cache_entries)),

@@ -87,15 +87,18 @@ pub struct Limits {
     /// the guest then traps, the outcome is [`Outcome::ResourceLimit`] with
     /// [`Resource::Memory`]. Must not exceed the sandbox's `max_memory_bytes`.
     pub memory_bytes: u64,
-    /// Wall-clock time for the whole run, instantiation included. Default 60 s. Enforced by
-    /// epoch interruption: the guest is stopped within one epoch tick (default 10 ms) after the
-    /// deadline, and a sleep never outlasts it. Gives [`Outcome::Timeout`].
+    /// Wall-clock time for the whole run, instantiation included. Default 60 s. Checked at
+    /// every fuel yield (every 2^23 units, under a millisecond of guest work) and every call
+    /// into the host, or at every epoch tick (default 10 ms) when the sandbox runs without fuel
+    /// metering; a sleep never outlasts it. Gives [`Outcome::Timeout`].
     pub wall_time: Duration,
     /// Total bytes of regular files (apparent size, so a sparse file counts in full) under
-    /// `/outputs`. Default 1 GiB. Checked at every epoch tick during the run and once after
-    /// it, so a file bomb is stopped within one tick: the directory can exceed the limit by at
-    /// most what the guest writes in one tick (plus one `fd_write`, itself bounded by the
-    /// guest's memory). Gives [`Outcome::OutputLimit`].
+    /// `/outputs`. Default 1 GiB. Checked during the run at most once per
+    /// [`SandboxConfig::epoch_tick`](crate::SandboxConfig::epoch_tick) (default 10 ms, at a fuel
+    /// yield or a call into the host; at an epoch tick without fuel metering) and once after
+    /// it, so a file bomb is stopped within about one tick: the directory can exceed the limit
+    /// by at most what the guest writes in that time (plus one `fd_write`, itself bounded by
+    /// the guest's memory). Gives [`Outcome::OutputLimit`].
     pub max_output_bytes: u64,
     /// Number of entries (files, directories, symlinks) under `/outputs`. Default 100 000.
     /// Checked like `max_output_bytes`; gives [`Outcome::OutputLimit`].
@@ -154,8 +157,8 @@ pub struct RunResult {
 pub struct Usage {
     /// Fuel consumed (0 when the sandbox runs without fuel metering). Deterministic for a given
     /// module, input and engine fingerprint when the run ends by itself or by a deterministic
-    /// limit. After [`Outcome::Timeout`] or [`Outcome::OutputLimit`] it is a lower bound:
-    /// wasmtime does not write back the fuel counter of the frame an epoch interrupt unwinds.
+    /// limit. After [`Outcome::Timeout`] or [`Outcome::OutputLimit`] it depends on timing: the
+    /// fuel used up to the fuel yield or host call where the guest was stopped.
     pub fuel_consumed: u64,
     /// Host wall-clock time of the run, instantiation included.
     pub wall_time: Duration,

@@ -15,6 +15,37 @@ fn infinite_loop_times_out() {
 }
 
 #[test]
+fn a_timed_out_metered_run_reports_the_fuel_it_used() {
+    // Metered runs are stopped at a fuel yield, where the fuel counter is up to date.
+    let (result, _dirs) = run_guest("hostile_loop", &[], |s| s.limits.wall_time = Duration::from_millis(200));
+    assert_eq!(result.outcome, Outcome::Timeout);
+    assert!(result.usage.fuel_consumed >= 1 << 20, "{}", result.usage.fuel_consumed);
+}
+
+#[test]
+fn without_fuel_metering_epoch_interruption_enforces_time_and_outputs() {
+    let sandbox = Sandbox::new(SandboxConfig { fuel_metering: false, ..SandboxConfig::default() }).unwrap();
+    let run = |name: &str, args: &[&str], tweak: &dyn Fn(&mut RunSpec)| {
+        let dirs = Dirs::fresh();
+        let mut spec = dirs.spec(args);
+        tweak(&mut spec);
+        sandbox.run(&sandbox.prepare(name, crate::guest(name)).unwrap(), &spec).unwrap()
+    };
+    let result = run("hostile_loop", &[], &|s| s.limits.wall_time = Duration::from_millis(300));
+    assert_eq!(result.outcome, Outcome::Timeout);
+    assert!(result.usage.wall_time >= Duration::from_millis(300));
+    assert_eq!(result.usage.fuel_consumed, 0);
+    let result = run("hostile_outputs", &[], &|s| s.limits.max_output_bytes = 8 << 20);
+    assert!(matches!(result.outcome, Outcome::OutputLimit { .. }), "{:?}", result.outcome);
+    let result = run("hostile_clock", &["3600000"], &|s| {
+        s.determinism = vouch_sandbox::Determinism::NonDeterministic;
+        s.limits.wall_time = Duration::from_millis(300);
+    });
+    assert_eq!(result.outcome, Outcome::Timeout);
+    assert_healthy(&sandbox);
+}
+
+#[test]
 fn infinite_loop_runs_out_of_fuel() {
     let (result, _dirs) = run_guest("hostile_loop", &[], |s| s.limits.fuel = Some(5_000_000));
     assert_eq!(result.outcome, Outcome::OutOfFuel);
