@@ -164,8 +164,6 @@ pub enum NodeError {
     Config { origin: String, reason: String },
     #[error("node key {path}: {reason}")]
     Key { path: PathBuf, reason: String },
-    #[error("a daemon is already running with this home (API at {addr}, from {file})")]
-    AlreadyRunning { addr: String, file: PathBuf },
     #[error("a daemon is already running with this home (process {pid}, holding the lock on {file})")]
     Locked { pid: String, file: PathBuf },
     #[error("cannot listen for the HTTP API on {addr}: {source}")]
@@ -231,15 +229,8 @@ impl Daemon {
         broker: Option<Arc<dyn KeyService>>,
     ) -> Result<Daemon, NodeError> {
         let key = load_key(&home.join("identity.pem"))?;
-        let api_file = home.join(API_FILE);
-        if let Ok(addr) = fs::read_to_string(&api_file) {
-            let addr = addr.trim().to_string();
-            let probe = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(&addr));
-            if matches!(probe.await, Ok(Ok(_))) {
-                return Err(NodeError::AlreadyRunning { addr, file: api_file });
-            }
-            // A stale file from a daemon that did not shut down cleanly: overwritten below.
-        }
+        // The one guard against a second daemon on this home: the pid file's lock (`api` and
+        // `swarm` files left by a crash are overwritten below).
         let pid = lock_pid_file(&home.join(PID_FILE))?;
         let store_dir = home.join("store");
         // Blocking, once, at startup: opening SQLite and creating directories.
@@ -277,7 +268,7 @@ impl Daemon {
         let daemon = Daemon { home: home.to_path_buf(), info, net, net_task, http_task, stop_http, _pid: pid };
         let swarm_lines: String = daemon.info.swarm.iter().map(|a| format!("{a}\n")).collect();
         write_atomic(&home.join(SWARM_FILE), swarm_lines.as_bytes())?;
-        write_atomic(&api_file, format!("{api}\n").as_bytes())?;
+        write_atomic(&home.join(API_FILE), format!("{api}\n").as_bytes())?;
         tracing::info!(%peer_id, %api, "daemon started");
         Ok(daemon)
     }

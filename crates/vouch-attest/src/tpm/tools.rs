@@ -228,7 +228,7 @@ pub fn parse_pcrs(bytes: &[u8], quote_selection: &[(u16, Vec<u32>)]) -> Result<P
     ))
 }
 
-/// A bounds-checked reader.
+/// A bounds-checked reader of tpm2-tools' little-endian C structs.
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -247,28 +247,13 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
 
-    fn u16(&mut self, le: bool) -> Result<u16, String> {
-        let b: [u8; 2] = [self.u8()?, self.u8()?];
-        Ok(if le { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) })
+    fn u16_le(&mut self) -> Result<u16, String> {
+        Ok(u16::from_le_bytes([self.u8()?, self.u8()?]))
     }
 
-    fn u32(&mut self, le: bool) -> Result<u32, String> {
-        let b: [u8; 4] = [self.u8()?, self.u8()?, self.u8()?, self.u8()?];
-        Ok(if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) })
+    fn u32_le(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes([self.u8()?, self.u8()?, self.u8()?, self.u8()?]))
     }
-}
-
-/// Indices set in a `pcrSelect` bitmap, ascending.
-fn bitmap_indices(bitmap: &[u8]) -> Vec<u32> {
-    let mut out = Vec::new();
-    for (byte_index, byte) in bitmap.iter().enumerate() {
-        for bit in 0..8u32 {
-            if byte & (1 << bit) != 0 {
-                out.push(byte_index as u32 * 8 + bit);
-            }
-        }
-    }
-    out
 }
 
 /// Hand the digests out to the selection's PCRs in order; every selected PCR gets exactly one
@@ -300,22 +285,22 @@ fn parse_serialized(bytes: &[u8]) -> Result<Vec<PcrBank>, String> {
     let mut r = Reader { bytes, pos: 0 };
     let head = r.take(SERIALIZED_SELECTION_LEN)?;
     let mut sel = Reader { bytes: head, pos: 0 };
-    let count = sel.u32(true)? as usize;
+    let count = sel.u32_le()? as usize;
     if count > MAX_BANKS {
         return Err(format!("{count} PCR selections (at most {MAX_BANKS})"));
     }
     let mut selection = Vec::new();
     for _ in 0..count {
-        let hash = sel.u16(true)?;
+        let hash = sel.u16_le()?;
         let size = sel.u8()? as usize;
         let bitmap = sel.take(MAX_SELECT)?;
         sel.take(1)?; // C struct padding
         if size > MAX_SELECT {
             return Err(format!("sizeofSelect {size} (at most {MAX_SELECT})"));
         }
-        selection.push((hash, bitmap_indices(&bitmap[..size])));
+        selection.push((hash, wire::pcr_indices(&bitmap[..size])));
     }
-    let lists = r.u32(true)? as usize;
+    let lists = r.u32_le()? as usize;
     if lists > MAX_DIGEST_LISTS {
         return Err(format!("{lists} digest lists (at most {MAX_DIGEST_LISTS})"));
     }
@@ -326,12 +311,12 @@ fn parse_serialized(bytes: &[u8]) -> Result<Vec<PcrBank>, String> {
     let mut digests = Vec::new();
     for _ in 0..lists {
         let mut list = Reader { bytes: r.take(SERIALIZED_DIGESTS_LEN)?, pos: 0 };
-        let n = list.u32(true)? as usize;
+        let n = list.u32_le()? as usize;
         if n > MAX_DIGESTS_PER_LIST {
             return Err(format!("a digest list of {n} (at most {MAX_DIGESTS_PER_LIST})"));
         }
         for _ in 0..n {
-            let size = list.u16(true)? as usize;
+            let size = list.u16_le()? as usize;
             let buffer = list.take(64)?;
             if size > 64 {
                 return Err(format!("a digest of {size} bytes (at most 64)"));
@@ -343,39 +328,8 @@ fn parse_serialized(bytes: &[u8]) -> Result<Vec<PcrBank>, String> {
 }
 
 fn parse_marshaled(bytes: &[u8]) -> Result<Vec<PcrBank>, String> {
-    let mut r = Reader { bytes, pos: 0 };
-    let count = r.u32(false)? as usize;
-    if count > MAX_BANKS {
-        return Err(format!("{count} PCR selections (at most {MAX_BANKS})"));
-    }
-    let mut selection = Vec::new();
-    for _ in 0..count {
-        let hash = r.u16(false)?;
-        let size = r.u8()? as usize;
-        if size > MAX_SELECT {
-            return Err(format!("sizeofSelect {size} (at most {MAX_SELECT})"));
-        }
-        selection.push((hash, bitmap_indices(r.take(size)?)));
-    }
-    let lists = r.u32(false)? as usize;
-    if lists > MAX_DIGEST_LISTS {
-        return Err(format!("{lists} digest lists (at most {MAX_DIGEST_LISTS})"));
-    }
-    let mut digests = Vec::new();
-    for _ in 0..lists {
-        let n = r.u32(false)? as usize;
-        if n > MAX_DIGESTS_PER_LIST {
-            return Err(format!("a digest list of {n} (at most {MAX_DIGESTS_PER_LIST})"));
-        }
-        for _ in 0..n {
-            let size = r.u16(false)? as usize;
-            digests.push(r.take(size)?);
-        }
-    }
-    if r.pos != bytes.len() {
-        return Err(format!("{} trailing bytes", bytes.len() - r.pos));
-    }
-    assign(selection, digests)
+    let (selection, digests) = wire::parse_marshaled_pcrs(bytes)?;
+    assign(selection, digests.iter().map(Vec::as_slice).collect())
 }
 
 fn values_len(selection: &[(u16, Vec<u32>)]) -> Option<usize> {

@@ -5,8 +5,8 @@
 use sha2::{Digest, Sha256};
 use tpm2_protocol::TpmUnmarshal;
 use tpm2_protocol::data::{
-    Tpm2bPublic, TpmAlgId, TpmEccCurve, TpmSt, TpmaObject, TpmsAttest, TpmtSignature, TpmuAttest, TpmuPublicId,
-    TpmuPublicParms, TpmuSignature, TpmuSymKeyBits, TpmuSymMode,
+    Tpm2bPublic, TpmAlgId, TpmEccCurve, TpmSt, TpmaObject, TpmlDigest, TpmlPcrSelection, TpmsAttest, TpmtSignature,
+    TpmuAttest, TpmuPublicId, TpmuPublicParms, TpmuSignature, TpmuSymKeyBits, TpmuSymMode,
 };
 
 /// `TPM_GENERATED_VALUE`: the first four bytes of every structure the TPM signs.
@@ -172,7 +172,7 @@ pub fn parse_signature(bytes: &[u8]) -> Result<Signature, String> {
 pub struct Quote {
     pub extra_data: Vec<u8>,
     /// (hash algorithm, selected PCR indices in ascending order) per bank, in quote order.
-    pub selections: Vec<(u16, Vec<u32>)>,
+    pub selections: PcrSelection,
     pub pcr_digest: Vec<u8>,
     pub clock: u64,
     pub reset_count: u32,
@@ -184,6 +184,46 @@ pub fn magic_and_type(bytes: &[u8]) -> Option<(u32, u16)> {
     let magic = u32::from_be_bytes(bytes.get(0..4)?.try_into().ok()?);
     let st = u16::from_be_bytes(bytes.get(4..6)?.try_into().ok()?);
     Some((magic, st))
+}
+
+/// A PCR selection: per bank, its hash algorithm and the selected PCR indices, ascending.
+pub type PcrSelection = Vec<(u16, Vec<u32>)>;
+
+/// A `TPML_PCR_SELECTION` as a [`PcrSelection`].
+fn selections(list: &TpmlPcrSelection) -> PcrSelection {
+    list.iter().map(|sel| (alg(sel.hash), pcr_indices(&sel.pcr_select))).collect()
+}
+
+/// The PCR indices set in a `pcrSelect` bitmap, ascending.
+pub fn pcr_indices(bitmap: &[u8]) -> Vec<u32> {
+    let mut indices = Vec::new();
+    for (byte_index, byte) in bitmap.iter().enumerate() {
+        for bit in 0..8u32 {
+            if byte & (1 << bit) != 0 {
+                indices.push(byte_index as u32 * 8 + bit);
+            }
+        }
+    }
+    indices
+}
+
+/// Parse tpm2-tools' `-F marshaled` PCR file: a `TPML_PCR_SELECTION`, a big-endian count of
+/// `TPML_DIGEST`s, then those lists; no trailing bytes allowed. The selection per bank, and
+/// the digests in file order.
+pub fn parse_marshaled_pcrs(bytes: &[u8]) -> Result<(PcrSelection, Vec<Vec<u8>>), String> {
+    let (list, rest) = TpmlPcrSelection::unmarshal(bytes).map_err(|e| format!("TPML_PCR_SELECTION: {e:?}"))?;
+    let (count, mut rest) = rest.split_first_chunk::<4>().ok_or("truncated before the count of digest lists")?;
+    let mut digests = Vec::new();
+    // Each list is at least four bytes, so a huge count fails at the end of `bytes`.
+    for i in 0..u32::from_be_bytes(*count) {
+        let (digest_list, r) = TpmlDigest::unmarshal(rest).map_err(|e| format!("TPML_DIGEST #{i}: {e:?}"))?;
+        digests.extend(digest_list.iter().map(|d| d.to_vec()));
+        rest = r;
+    }
+    if !rest.is_empty() {
+        return Err(format!("{} trailing bytes", rest.len()));
+    }
+    Ok((selections(&list), digests))
 }
 
 /// Parse a `TPMS_ATTEST` of type `TPM_ST_ATTEST_QUOTE`; no trailing bytes allowed.
@@ -198,22 +238,9 @@ pub fn parse_quote(bytes: &[u8]) -> Result<Quote, String> {
     let TpmuAttest::Quote(info) = attest.attested else {
         return Err("TPMS_ATTEST: quote type without TPMS_QUOTE_INFO".into());
     };
-    let mut selections = Vec::new();
-    for sel in info.pcr_select.iter() {
-        let bitmap: &[u8] = &sel.pcr_select;
-        let mut indices = Vec::new();
-        for (byte_index, byte) in bitmap.iter().enumerate() {
-            for bit in 0..8u32 {
-                if byte & (1 << bit) != 0 {
-                    indices.push(byte_index as u32 * 8 + bit);
-                }
-            }
-        }
-        selections.push((alg(sel.hash), indices));
-    }
     Ok(Quote {
         extra_data: attest.extra_data.to_vec(),
-        selections,
+        selections: selections(&info.pcr_select),
         pcr_digest: info.pcr_digest.to_vec(),
         clock: attest.clock_info.clock.value(),
         reset_count: attest.clock_info.reset_count.value(),

@@ -1033,7 +1033,7 @@ mod swtpm {
     /// has no resource manager).
     fn tpm2(tpm: &Swtpm, dir: &std::path::Path, command: &str) {
         use std::process::{Command, Stdio};
-        use std::time::{Duration, Instant};
+        use std::time::Duration;
         let run = |command: &str| {
             let mut words = command.split_whitespace();
             let tool = words.next().unwrap();
@@ -1046,17 +1046,10 @@ mod swtpm {
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap_or_else(|e| panic!("running {tool}: {e}"));
-            let deadline = Instant::now() + Duration::from_secs(60);
-            let status = loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    break status;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("{command} did not finish in 60 s");
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            let Some(status) = crate::wait_within(&mut child, Duration::from_secs(60)) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{command} did not finish in 60 s");
             };
             let mut stderr = String::new();
             std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();

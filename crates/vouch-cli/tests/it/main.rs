@@ -264,6 +264,21 @@ pub fn write_random_file(path: &Path, seed: u64, len: u64) {
 }
 
 /// The workspace root.
+/// Wait at most `within` for `child` to exit: its status, or `None` while it still runs (the
+/// caller kills it and fails, so no test hangs on a child).
+pub fn wait_within(child: &mut Child, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }

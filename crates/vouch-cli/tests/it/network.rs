@@ -103,14 +103,8 @@ impl Daemon {
 
     /// Wait (at most `within`) for the process to exit; its status.
     pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "vouch node did not exit within {within:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::wait_within(&mut self.child, within)
+            .unwrap_or_else(|| panic!("vouch node did not exit within {within:?}"))
     }
 }
 
@@ -322,13 +316,10 @@ fn a_peer_killed_mid_transfer_leaves_the_other_store_intact() {
     a.kill();
     eprintln!("sender killed with {moved} of {SIZE} bytes received");
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = cat.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "vouch cat did not give up within 120 s of the sender's death");
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = crate::wait_within(&mut cat, Duration::from_secs(120)) else {
+        let _ = cat.kill();
+        let _ = cat.wait();
+        panic!("vouch cat did not give up within 120 s of the sender's death");
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut cat.stderr.take().unwrap(), &mut stderr).unwrap();
@@ -752,17 +743,11 @@ fn a_job_whose_input_holder_never_answers_fails_with_a_timeout_naming_the_cid() 
         .spawn()
         .unwrap();
     // Bounded: the client gives up on its own long before this; a hang fails the test.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = run.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = run.kill();
-            holder.signal(libc::SIGCONT);
-            panic!("vouch run did not finish within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = crate::wait_within(&mut run, Duration::from_secs(120)) else {
+        let _ = run.kill();
+        let _ = run.wait();
+        holder.signal(libc::SIGCONT);
+        panic!("vouch run did not finish within 120 s");
     };
     holder.signal(libc::SIGCONT);
     let mut stderr = String::new();
