@@ -68,6 +68,32 @@ pub struct Store {
     db_path: PathBuf,
     db: Mutex<Connection>,
     open_packs: Mutex<HashMap<i64, Arc<File>>>,
+    /// Blocks this process knows are stored, so that a batch need not ask the index again.
+    present: Mutex<Present>,
+}
+
+/// Multihashes known to be indexed, valid while `gc.lock` holds `token`: only GC removes
+/// blocks, and it replaces the token first (see [`FileLock::gc_token`]). Consulted only by
+/// batches, which hold `gc.lock` shared, so no GC can run while they rely on it.
+#[derive(Default)]
+struct Present {
+    token: Option<[u8; 16]>,
+    blocks: HashSet<Vec<u8>>,
+}
+
+/// Multihashes remembered in [`Present`] at most; then it starts again, empty.
+const MAX_PRESENT: usize = 1 << 16;
+
+impl Present {
+    fn insert(&mut self, token: &[u8; 16], mh: Vec<u8>) {
+        if self.token.as_ref() != Some(token) {
+            return;
+        }
+        if self.blocks.len() >= MAX_PRESENT {
+            self.blocks.clear();
+        }
+        self.blocks.insert(mh);
+    }
 }
 
 /// What a commit wrote.
@@ -133,7 +159,13 @@ impl Store {
                 .map_err(db_err)?,
             (found, _) => return Err(StoreError::Format { path: db_path, found, expected: FORMAT_VERSION }),
         }
-        Ok(Store { dir: dir.to_path_buf(), db_path, db: Mutex::new(conn), open_packs: Mutex::new(HashMap::new()) })
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            db_path,
+            db: Mutex::new(conn),
+            open_packs: Mutex::new(HashMap::new()),
+            present: Mutex::new(Present::default()),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -148,6 +180,10 @@ impl Store {
         // A panic while holding the lock cannot leave the connection half-updated in a way
         // SQLite does not already protect against; keep serving.
         self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn present(&self) -> std::sync::MutexGuard<'_, Present> {
+        self.present.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn pack_path(&self, name: &str) -> PathBuf {
@@ -246,9 +282,19 @@ impl Store {
 
     /// Start a write batch. Blocks put into it become visible, with its pins, at `commit`.
     pub fn batch(&self) -> Result<Batch<'_>, StoreError> {
-        let gc_guard = FileLock::shared(&self.dir.join("gc.lock"))?;
+        let path = self.dir.join("gc.lock");
+        let gc_guard = FileLock::shared(&path)?;
+        let token = gc_guard.gc_token(&path)?;
+        {
+            let mut present = self.present();
+            if present.token != Some(token) {
+                present.blocks.clear();
+                present.token = Some(token);
+            }
+        }
         Ok(Batch {
             store: self,
+            token,
             pack: None,
             entries: Vec::new(),
             seen: HashSet::new(),
@@ -351,7 +397,12 @@ impl Store {
     /// Fails, removing nothing, if a pinned DAG has a corrupt block (its links cannot be read,
     /// so what it keeps alive is unknown) or if an import is running.
     pub fn gc(&self) -> Result<GcStats, StoreError> {
-        let _guard = FileLock::exclusive(&self.dir.join("gc.lock"))?;
+        let path = self.dir.join("gc.lock");
+        let guard = FileLock::exclusive(&path)?;
+        // Before anything is removed: every batch from now on, in any process, forgets what
+        // it knew to be stored.
+        guard.new_gc_token(&path)?;
+        *self.present() = Present::default();
         let before = self.pack_bytes()?;
         // Mark.
         let mut live: HashSet<Cid> = HashSet::new();
@@ -586,6 +637,8 @@ impl PackWriter {
 /// Dropping a batch without committing discards it.
 pub struct Batch<'s> {
     store: &'s Store,
+    /// The GC token read when the batch took `gc.lock`: what [`Present`] is valid under.
+    token: [u8; 16],
     pack: Option<PackWriter>,
     entries: Vec<(Cid, u64, u64)>,
     /// Multihashes written by this batch.
@@ -631,7 +684,28 @@ impl Batch<'_> {
             }
             Ok(())
         })?;
+        let mut present = store.present();
+        for mh in std::mem::take(&mut self.seen) {
+            present.insert(&self.token, mh);
+        }
         Ok(stats)
+    }
+
+    /// Whether `cid` is stored or already in this batch (identity CIDs always are). While the
+    /// batch lives no GC can remove a block, so a `true` stays true until it ends.
+    pub fn has(&mut self, cid: &Cid) -> Result<bool, StoreError> {
+        if cid.hash().code() == IDENTITY {
+            return Ok(true);
+        }
+        let mh = cid.hash().to_bytes();
+        if self.seen.contains(&mh) || self.store.present().blocks.contains(&mh) {
+            return Ok(true);
+        }
+        if self.store.lookup(cid)?.is_none() {
+            return Ok(false);
+        }
+        self.store.present().insert(&self.token, mh);
+        Ok(true)
     }
 }
 
@@ -644,13 +718,19 @@ impl Drop for Batch<'_> {
     }
 }
 
-impl BlockSink for Batch<'_> {
-    type Error = StoreError;
-    fn put(&mut self, cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
+impl Batch<'_> {
+    /// [`put`](BlockSink::put) a block the caller knows is new (a signed record holding a
+    /// fresh random nonce) without asking the index first. Should it be stored already, the
+    /// commit keeps the existing copy and this one is dead bytes in the pack until GC compacts it.
+    pub fn put_new(&mut self, cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
         let mh = cid.hash().to_bytes();
-        if cid.hash().code() == IDENTITY || self.seen.contains(&mh) || self.store.lookup(cid)?.is_some() {
+        if cid.hash().code() == IDENTITY || self.seen.contains(&mh) {
             return Ok(());
         }
+        self.append(cid, mh, data)
+    }
+
+    fn append(&mut self, cid: &Cid, mh: Vec<u8>, data: &[u8]) -> Result<(), StoreError> {
         if self.pack.is_none() {
             self.pack = Some(PackWriter::create(self.store)?);
         }
@@ -660,5 +740,15 @@ impl BlockSink for Batch<'_> {
         self.entries.push((*cid, offset, data.len() as u64));
         self.seen.insert(mh);
         Ok(())
+    }
+}
+
+impl BlockSink for Batch<'_> {
+    type Error = StoreError;
+    fn put(&mut self, cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
+        if self.has(cid)? {
+            return Ok(());
+        }
+        self.append(cid, cid.hash().to_bytes(), data)
     }
 }

@@ -68,6 +68,55 @@ fn duplicate_blocks_are_stored_once() {
     assert_eq!(before.pack_bytes, after.pack_bytes, "a fully duplicate batch wrote a pack");
 }
 
+/// A batch skips a block it knows is stored without asking the index again; a GC anywhere
+/// (here through a second handle, as another process would) must make it forget.
+#[test]
+fn a_block_removed_by_gc_elsewhere_is_written_again() {
+    let (dir, s) = store();
+    let data = b"remembered as stored";
+    let cid = cid_of(RAW, data, true);
+    for _ in 0..2 {
+        let mut b = s.batch().unwrap();
+        b.put(&cid, data).unwrap();
+        assert!(b.has(&cid).unwrap());
+        b.commit().unwrap();
+    }
+    // Unpinned: another handle's GC removes it.
+    let other = Store::open(dir.path()).unwrap();
+    assert_eq!(other.gc().unwrap().removed, vec![cid]);
+    assert!(!s.has(&cid).unwrap());
+    let mut b = s.batch().unwrap();
+    assert!(!b.has(&cid).unwrap(), "a batch after the GC still believed the block stored");
+    b.put(&cid, data).unwrap();
+    b.pin(cid);
+    b.commit().unwrap();
+    assert_eq!(s.get(&cid).unwrap(), data);
+}
+
+/// `put_new` skips the index lookup: a block that was stored after all keeps its first copy,
+/// and GC reclaims the second.
+#[test]
+fn put_new_of_a_stored_block_keeps_one_copy_and_gc_reclaims_the_other() {
+    let (dir, s) = store();
+    let data = vec![7u8; 5000];
+    let cid = cid_of(RAW, &data, true);
+    let mut b = s.batch().unwrap();
+    b.put_new(&cid, &data).unwrap();
+    b.pin(cid);
+    assert_eq!(b.commit().unwrap().blocks, 1);
+    let once = s.stats().unwrap();
+    let mut b = s.batch().unwrap();
+    b.put_new(&cid, &data).unwrap();
+    assert_eq!(b.commit().unwrap().blocks, 0, "the duplicate was indexed twice");
+    let twice = s.stats().unwrap();
+    assert_eq!((twice.blocks, twice.block_bytes), (once.blocks, once.block_bytes));
+    assert!(twice.pack_bytes > once.pack_bytes + 5000);
+    assert_eq!(pack_files(dir.path()).len(), 2);
+    assert!(s.gc().unwrap().bytes_freed > 5000);
+    assert_eq!(s.stats().unwrap().pack_bytes, once.pack_bytes);
+    assert_eq!(s.get(&cid).unwrap(), data);
+}
+
 #[test]
 fn a_corrupt_block_is_reported_with_its_cid_and_never_served() {
     let (dir, s) = store();
