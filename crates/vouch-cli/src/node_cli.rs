@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use vouch_dag::{BlockSink, Cid, MemoryBlocks};
 use vouch_net::{Multiaddr, PeerId};
 use vouch_node::{Executor, JobRequest, JobResponse, NodeConfig, Refusal};
-use vouch_receipt::{JobSpec, Receipt, SigningKey};
+use vouch_receipt::{JobSpec, Receipt};
 use vouch_store::Store;
 
 use crate::VerificationFailed;
@@ -36,7 +36,7 @@ pub struct NodeArgs {
 pub(crate) struct NodeExecutor {
     home: Home,
     sandbox: vouch_sandbox::Sandbox,
-    key: SigningKey,
+    key: crate::home::NodeKey,
     attest: job::Attest,
 }
 

@@ -43,6 +43,12 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     serde_ipld_dagcbor::to_vec(value).expect("DAG-CBOR can encode every value of this crate")
 }
 
+/// [`encode`], appended to `out`.
+pub(crate) fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) {
+    // Cannot fail, as for `encode`.
+    serde_ipld_dagcbor::to_writer(&mut *out, value).expect("DAG-CBOR can encode every value of this crate")
+}
+
 /// Size limit, then one strict DAG-CBOR value.
 pub(crate) fn parse(f: &Format, bytes: &[u8]) -> Result<Ipld, Error> {
     if bytes.len() > f.max_bytes {

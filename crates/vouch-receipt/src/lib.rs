@@ -71,7 +71,7 @@ pub use ed25519_dalek::SigningKey;
 pub use error::Error;
 pub use receipt::{
     Evidence, EvidenceBody, KeyRelease, MAX_RECEIPT_BYTES, Outcome, RECEIPT_VERSION, REPORT_DATA_DOMAIN, Receipt,
-    ReceiptBody, Runtime, SIGNATURE_DOMAIN, Technology, Usage, report_data,
+    ReceiptBody, ReceiptSigner, Runtime, SIGNATURE_DOMAIN, Technology, Usage, report_data,
 };
 pub use spec::{
     JobSpec, Limits, MAX_MEMORY_BYTES, MAX_MOUNT_PATH_BYTES, MAX_NAME_BYTES, MAX_OUTPUT_BYTES, MAX_RECIPIENT_BYTES,

@@ -15,6 +15,7 @@
 //!    fuel metering.
 //! 4. Preparing a module: cold compile vs loading from the disk cache.
 //!
+//! `VOUCH_BENCH_ROUNDS=N` sets the rounds of section 3 (default 5; the best run of each counts).
 //! `VOUCH_BENCH_GUESTS=DIR` takes the kernels from `DIR/wasm` and `DIR/src` instead of
 //! `guests/` (to try other guest build flags), `VOUCH_BENCH_CFLAGS` the native build's flags
 //! (default `-O2`).
@@ -95,8 +96,11 @@ fn main() {
     println!("\n2. throughput, tiny module, {cores} threads, one Sandbox: {:.0} jobs/s", jobs);
 
     // 3. Kernels.
-    println!("\n3. Wasm vs native: best of 3 wall times in ms (× native). Raw wasmtime rows add one safety");
-    println!("   feature at a time to wasmtime's default config; the Sandbox rows have all of them.");
+    let rounds: usize =
+        std::env::var("VOUCH_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(if quick { 1 } else { 5 });
+    println!("\n3. Wasm vs native: best of {rounds} wall times in ms (× native), the contenders interleaved round by");
+    println!("   round. Raw wasmtime rows add one safety feature at a time to wasmtime's default config;");
+    println!("   the Sandbox rows have all of them.");
     let no_fuel = Sandbox::new(SandboxConfig { fuel_metering: false, ..SandboxConfig::default() }).unwrap();
     let kernels: [(&str, &[&str]); 3] = if quick {
         [("sha256", &["8", "1"]), ("matmul", &["128", "1"]), ("csvparse", &["50000", "1"])]
@@ -104,7 +108,7 @@ fn main() {
         [("sha256", &["64", "2"]), ("matmul", &["384", "2"]), ("csvparse", &["400000", "8"])]
     };
     let native_dir = tempfile::tempdir().unwrap();
-    let mut rows: Vec<(&str, Vec<Option<Duration>>)> = [
+    let labels = [
         "native gcc -O2",
         "raw wasmtime (defaults)",
         "raw + epoch interruption",
@@ -114,20 +118,11 @@ fn main() {
         "raw + fuel, async yields (no epoch)",
         "Sandbox::run, fuel off",
         "Sandbox::run, fuel on",
-    ]
-    .into_iter()
-    .map(|name| (name, Vec::new()))
-    .collect();
+    ];
+    let mut rows: Vec<(&str, Vec<Option<Duration>>)> = labels.into_iter().map(|name| (name, Vec::new())).collect();
     for (name, args) in kernels {
         let wasm = std::fs::read(guests_dir().join(format!("wasm/{name}.wasm"))).unwrap();
-        let (fuel_t, expected) = best_of_3(&sandbox, &sandbox.prepare(name, &wasm).unwrap(), args, &outputs);
-        let (nofuel_t, out) = best_of_3(&no_fuel, &no_fuel.prepare(name, &wasm).unwrap(), args, &outputs);
-        assert_eq!(out, expected);
-        let native = native_best_of_3(name, args, native_dir.path()).map(|(t, out)| {
-            assert_eq!(out, expected, "{name}: Wasm and native disagree");
-            t
-        });
-        let mut raw = Vec::new();
+        let mut contenders: Vec<Option<Contender>> = vec![native_build(name, native_dir.path()).map(Contender::Native)];
         for feature in [
             Feature::None,
             Feature::Epoch,
@@ -136,22 +131,36 @@ fn main() {
             Feature::EpochAndFuel,
             Feature::FuelYield,
         ] {
-            let (t, out) = raw_best_of_3(feature, &wasm, name, args);
-            assert_eq!(out, expected);
-            raw.push(Some(t));
+            contenders.push(Some(Contender::Raw(RawSetup::new(feature, &wasm))));
         }
-        for (row, t) in rows.iter_mut().zip([native].into_iter().chain(raw).chain([Some(nofuel_t), Some(fuel_t)])) {
+        for sb in [&no_fuel, &sandbox] {
+            contenders.push(Some(Contender::Sandbox(sb, sb.prepare(name, &wasm).unwrap())));
+        }
+        let mut best: Vec<Option<Duration>> = vec![None; contenders.len()];
+        let mut expected: Option<Vec<u8>> = None;
+        for _ in 0..rounds {
+            for (c, b) in contenders.iter().zip(&mut best) {
+                let Some(c) = c else { continue };
+                let (t, out) = c.run(name, args, &outputs);
+                match &expected {
+                    None => expected = Some(out),
+                    Some(e) => assert_eq!(&out, e, "{name}: {} disagrees", c.label()),
+                }
+                *b = Some(b.map_or(t, |b| b.min(t)));
+            }
+        }
+        for (row, t) in rows.iter_mut().zip(best) {
             row.1.push(t);
         }
     }
-    print!("   {:<28}", "");
+    print!("   {:<36}", "");
     for (name, args) in kernels {
         print!(" {:>18}", format!("{name} {}", args.join(" ")));
     }
     println!();
     let natives = rows[0].1.clone();
     for (label, times) in &rows {
-        print!("   {label:<28}");
+        print!("   {label:<36}");
         for (t, native) in times.iter().zip(&natives) {
             match (t, native) {
                 (Some(t), Some(n)) => print!(" {:>9.1} ({:>5.2}×)", ms(*t), t.as_secs_f64() / n.as_secs_f64()),
@@ -240,25 +249,50 @@ fn throughput(sandbox: &Sandbox, prepared: &Prepared, threads: usize, window: Du
     total as f64 / start.elapsed().as_secs_f64()
 }
 
-fn best_of_3(sandbox: &Sandbox, prepared: &Prepared, args: &[&str], outputs: &Path) -> (Duration, Vec<u8>) {
-    let mut spec = RunSpec::new(outputs);
-    spec.args = args.iter().map(|a| a.to_string()).collect();
-    spec.limits.memory_bytes = 2 << 30;
-    (0..3)
-        .map(|_| {
-            let r = sandbox.run(prepared, &spec).unwrap();
-            assert_eq!(r.outcome, Outcome::Exited(0), "{}", String::from_utf8_lossy(&r.stderr));
-            (r.usage.wall_time, r.stdout)
-        })
-        .min_by_key(|(t, _)| *t)
-        .unwrap()
+/// One contender of section 3: a way to run a kernel once.
+enum Contender<'a> {
+    Native(std::path::PathBuf),
+    Raw(RawSetup),
+    Sandbox(&'a Sandbox, Prepared),
+}
+
+impl Contender<'_> {
+    fn label(&self) -> String {
+        match self {
+            Contender::Native(_) => "native".into(),
+            Contender::Raw(r) => format!("raw wasmtime {:?}", r.feature),
+            Contender::Sandbox(s, _) => format!("Sandbox::run (fuel {})", s.config().fuel_metering),
+        }
+    }
+
+    /// Wall time and stdout of one run.
+    fn run(&self, name: &str, args: &[&str], outputs: &Path) -> (Duration, Vec<u8>) {
+        match self {
+            Contender::Native(exe) => {
+                let t = Instant::now();
+                let out = Command::new(exe).args(args).output().unwrap();
+                let elapsed = t.elapsed();
+                assert!(out.status.success());
+                (elapsed, out.stdout)
+            }
+            Contender::Raw(r) => r.run(name, args),
+            Contender::Sandbox(sandbox, prepared) => {
+                let mut spec = RunSpec::new(outputs);
+                spec.args = args.iter().map(|a| a.to_string()).collect();
+                spec.limits.memory_bytes = 2 << 30;
+                let r = sandbox.run(prepared, &spec).unwrap();
+                assert_eq!(r.outcome, Outcome::Exited(0), "{}", String::from_utf8_lossy(&r.stderr));
+                (r.usage.wall_time, r.stdout)
+            }
+        }
+    }
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Feature {
     None,
     Epoch,
@@ -268,67 +302,72 @@ enum Feature {
     FuelYield,
 }
 
-/// The module under wasmtime's default config (on-demand allocator, no limits) plus one feature.
-fn raw_best_of_3(feature: Feature, wasm: &[u8], name: &str, args: &[&str]) -> (Duration, Vec<u8>) {
-    let mut config = Config::new();
-    match feature {
-        Feature::None => {}
-        Feature::Epoch => {
-            config.epoch_interruption(true);
-        }
-        Feature::NanCanonicalisation => {
-            config.cranelift_nan_canonicalization(true);
-        }
-        Feature::Fuel => {
-            config.consume_fuel(true);
-        }
-        Feature::EpochAndFuel => {
-            config.epoch_interruption(true).consume_fuel(true);
-        }
-        Feature::FuelYield => {
-            config.consume_fuel(true);
-        }
-    }
-    let engine = Engine::new(&config).unwrap();
-    let module = Module::new(&engine, wasm).unwrap();
-    let mut linker: Linker<RawState> = Linker::new(&engine);
-    if let Feature::FuelYield = feature {
-        p1::add_to_linker_async(&mut linker, |s| &mut s.wasi).unwrap();
-    } else {
-        p1::add_to_linker_sync(&mut linker, |s| &mut s.wasi).unwrap();
-    }
-    let pre = linker.instantiate_pre(&module).unwrap();
-    let argv: Vec<&str> = std::iter::once(name).chain(args.iter().copied()).collect();
-    (0..3)
-        .map(|_| {
-            let stdout = MemoryOutputPipe::new(1 << 20);
-            let wasi = WasiCtxBuilder::new().args(&argv).stdout(stdout.clone()).build_p1();
-            let mut store = Store::new(&engine, RawState { wasi });
-            store.set_epoch_deadline(u64::MAX / 2);
-            if let Feature::Fuel | Feature::EpochAndFuel | Feature::FuelYield = feature {
-                store.set_fuel(u64::MAX / 2).unwrap();
+/// The module compiled under wasmtime's default config (on-demand allocator, no limits) plus
+/// one feature.
+struct RawSetup {
+    feature: Feature,
+    engine: Engine,
+    pre: wasmtime::InstancePre<RawState>,
+}
+
+impl RawSetup {
+    fn new(feature: Feature, wasm: &[u8]) -> RawSetup {
+        let mut config = Config::new();
+        match feature {
+            Feature::None => {}
+            Feature::Epoch => {
+                config.epoch_interruption(true);
             }
-            let t = Instant::now();
-            let result = if let Feature::FuelYield = feature {
-                store.fuel_async_yield_interval(Some(1 << 20)).unwrap();
-                poll_to_end(async {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    instance.get_typed_func::<(), ()>(&mut store, "_start")?.call_async(&mut store, ()).await
-                })
-            } else {
-                let instance = pre.instantiate(&mut store).unwrap();
-                instance.get_typed_func::<(), ()>(&mut store, "_start").unwrap().call(&mut store, ())
-            };
-            let elapsed = t.elapsed();
-            assert!(
-                result.is_ok()
-                    || result.unwrap_err().downcast_ref::<wasmtime_wasi::I32Exit>().is_some_and(|e| e.0 == 0)
-            );
-            drop(store);
-            (elapsed, stdout.contents().to_vec())
-        })
-        .min_by_key(|(t, _)| *t)
-        .unwrap()
+            Feature::NanCanonicalisation => {
+                config.cranelift_nan_canonicalization(true);
+            }
+            Feature::Fuel | Feature::FuelYield => {
+                config.consume_fuel(true);
+            }
+            Feature::EpochAndFuel => {
+                config.epoch_interruption(true).consume_fuel(true);
+            }
+        }
+        let engine = Engine::new(&config).unwrap();
+        let module = Module::new(&engine, wasm).unwrap();
+        let mut linker: Linker<RawState> = Linker::new(&engine);
+        if let Feature::FuelYield = feature {
+            p1::add_to_linker_async(&mut linker, |s| &mut s.wasi).unwrap();
+        } else {
+            p1::add_to_linker_sync(&mut linker, |s| &mut s.wasi).unwrap();
+        }
+        let pre = linker.instantiate_pre(&module).unwrap();
+        RawSetup { feature, engine, pre }
+    }
+
+    fn run(&self, name: &str, args: &[&str]) -> (Duration, Vec<u8>) {
+        let (engine, pre, feature) = (&self.engine, &self.pre, self.feature);
+        let argv: Vec<&str> = std::iter::once(name).chain(args.iter().copied()).collect();
+        let stdout = MemoryOutputPipe::new(1 << 20);
+        let wasi = WasiCtxBuilder::new().args(&argv).stdout(stdout.clone()).build_p1();
+        let mut store = Store::new(engine, RawState { wasi });
+        store.set_epoch_deadline(u64::MAX / 2);
+        if let Feature::Fuel | Feature::EpochAndFuel | Feature::FuelYield = feature {
+            store.set_fuel(u64::MAX / 2).unwrap();
+        }
+        let t = Instant::now();
+        let result = if let Feature::FuelYield = feature {
+            store.fuel_async_yield_interval(Some(1 << 20)).unwrap();
+            poll_to_end(async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                instance.get_typed_func::<(), ()>(&mut store, "_start")?.call_async(&mut store, ()).await
+            })
+        } else {
+            let instance = pre.instantiate(&mut store).unwrap();
+            instance.get_typed_func::<(), ()>(&mut store, "_start").unwrap().call(&mut store, ())
+        };
+        let elapsed = t.elapsed();
+        assert!(
+            result.is_ok() || result.unwrap_err().downcast_ref::<wasmtime_wasi::I32Exit>().is_some_and(|e| e.0 == 0)
+        );
+        drop(store);
+        (elapsed, stdout.contents().to_vec())
+    }
 }
 
 /// Drives a future to completion on this thread; each `Pending` is a fuel yield, where a
@@ -343,22 +382,12 @@ fn poll_to_end<T>(fut: impl std::future::Future<Output = T>) -> T {
     }
 }
 
-fn native_best_of_3(name: &str, args: &[&str], dir: &Path) -> Option<(Duration, Vec<u8>)> {
+/// The kernel built natively, or `None` without gcc.
+fn native_build(name: &str, dir: &Path) -> Option<std::path::PathBuf> {
     let exe = dir.join(name);
     let src = guests_dir().join(format!("src/{name}.c"));
     let cflags = std::env::var("VOUCH_BENCH_CFLAGS").unwrap_or_else(|_| "-O2".into());
     let built =
         Command::new("gcc").args(cflags.split_whitespace()).arg("-o").arg(&exe).arg(&src).arg("-lm").status().ok()?;
-    if !built.success() {
-        return None;
-    }
-    (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            let out = Command::new(&exe).args(args).output().unwrap();
-            let elapsed = t.elapsed();
-            assert!(out.status.success());
-            (elapsed, out.stdout)
-        })
-        .min_by_key(|(t, _)| *t)
+    built.success().then_some(exe)
 }

@@ -497,12 +497,13 @@ fn wasi_context(
 
     let mut preopen = |what: &'static str, host: &Path, guest: &str, perms: FsPerms| -> Result<(), SandboxError> {
         let err = |source| SandboxError::HostDir { what, path: host.to_path_buf(), source };
+        // Opened first (a warm job saves a stat); the reason looked up only when that fails.
+        let Err(e) = b.preopened_dir(host, guest, perms) else { return Ok(()) };
         let meta = std::fs::metadata(host).map_err(err)?;
         if !meta.is_dir() {
             return Err(err(std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory")));
         }
-        b.preopened_dir(host, guest, perms).map_err(|e| err(std::io::Error::other(format!("{e:#}"))))?;
-        Ok(())
+        Err(err(std::io::Error::other(format!("{e:#}"))))
     };
     if let Some(inputs) = &spec.inputs {
         preopen("inputs directory", inputs, "/inputs", FsPerms::ReadOnly)?;

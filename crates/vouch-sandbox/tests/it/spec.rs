@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use vouch_sandbox::{Limits, Outcome, RunSpec};
+use vouch_sandbox::{Limits, Outcome, RunSpec, SandboxError};
 
 use crate::{Dirs, prepare, sandbox};
 
@@ -82,4 +82,31 @@ fn a_full_instance_pool_is_busy_not_a_guest_outcome() {
     // The slot is free again once the first run ends.
     let dirs = Dirs::fresh();
     assert_eq!(sandbox.run(&echo, &dirs.spec(&[])).unwrap().outcome, Outcome::Exited(0));
+}
+
+/// A directory the host must open for the guest that is missing, or is a file, is an error
+/// that names the directory and the reason; the guest never starts.
+#[test]
+fn a_bad_host_directory_is_named() {
+    let dirs = Dirs::fresh();
+    let echo = prepare(sandbox(), "echo_args");
+    let file = dirs.root.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let missing = dirs.root.path().join("missing");
+    for (outputs, inputs, what, reason) in [
+        (&file, dirs.inputs(), "outputs directory", std::io::ErrorKind::NotADirectory),
+        (&missing, dirs.inputs(), "outputs directory", std::io::ErrorKind::NotFound),
+        (&dirs.outputs(), file.clone(), "inputs directory", std::io::ErrorKind::NotADirectory),
+    ] {
+        let mut spec = dirs.spec(&[]);
+        spec.outputs = outputs.clone();
+        spec.inputs = Some(inputs.clone());
+        match sandbox().run(&echo, &spec) {
+            Err(SandboxError::HostDir { what: w, path, source }) => {
+                assert_eq!((w, source.kind()), (what, reason), "{}", path.display());
+                assert!(path == *outputs || path == inputs);
+            }
+            other => panic!("{what} {reason:?}: expected HostDir, got {:?}", other.map(|r| r.outcome)),
+        }
+    }
 }
