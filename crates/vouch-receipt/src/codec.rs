@@ -36,17 +36,19 @@ pub(crate) fn cid_of(bytes: &[u8]) -> Cid {
     Cid::new_v1(DAG_CBOR, mh)
 }
 
-/// The canonical DAG-CBOR encoding of `value`.
+/// The canonical DAG-CBOR encoding of `value` (the bytes `serde_ipld_dagcbor::to_vec` gives,
+/// written faster: see [`crate::cbor`]).
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    // Cannot fail: our types hold only integers, booleans, strings, byte strings, CIDs, lists
-    // and string-keyed maps, all of which DAG-CBOR encodes, and writing to a Vec cannot fail.
-    serde_ipld_dagcbor::to_vec(value).expect("DAG-CBOR can encode every value of this crate")
+    let mut out = Vec::with_capacity(512);
+    encode_into(value, &mut out);
+    out
 }
 
 /// [`encode`], appended to `out`.
-pub(crate) fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) {
-    // Cannot fail, as for `encode`.
-    serde_ipld_dagcbor::to_writer(&mut *out, value).expect("DAG-CBOR can encode every value of this crate")
+pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Cannot fail: our types hold only integers, booleans, strings, byte strings, CIDs, lists
+    // and string-keyed maps, all of which DAG-CBOR encodes, and writing to a Vec cannot fail.
+    crate::cbor::encode_into(value, out).expect("DAG-CBOR can encode every value of this crate")
 }
 
 /// Size limit, then one strict DAG-CBOR value.

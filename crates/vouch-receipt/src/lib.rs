@@ -60,6 +60,7 @@
 //! assert!(!verify(&tampered, &insecure).verified());
 //! ```
 
+mod cbor;
 mod codec;
 mod error;
 mod receipt;

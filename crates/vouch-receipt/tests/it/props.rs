@@ -1,4 +1,5 @@
-//! Property tests: encode→decode round trips for random specs and receipts, random valid
+//! Property tests: encode→decode round trips for random specs and receipts (the encodings are
+//! serde_ipld_dagcbor's, byte for byte), random valid
 //! receipts verify, and random bytes or random damage never verify and never panic.
 
 use std::collections::BTreeMap;
@@ -132,6 +133,8 @@ proptest! {
     fn spec_round_trips(spec in spec()) {
         spec.validate().unwrap();
         let bytes = spec.encode();
+        // The crate's own DAG-CBOR writer against serde_ipld_dagcbor, the reference.
+        prop_assert_eq!(&bytes, &serde_ipld_dagcbor::to_vec(&spec).unwrap());
         let back = JobSpec::decode(&bytes).unwrap();
         prop_assert_eq!(&back, &spec);
         prop_assert_eq!(back.encode(), bytes);
@@ -141,6 +144,11 @@ proptest! {
     #[test]
     fn receipt_round_trips_and_verifies((receipt, key) in receipt()) {
         let bytes = receipt.encode();
+        let signed = receipt.body.signed_bytes();
+        prop_assert_eq!(&signed[SIGNATURE_DOMAIN.len()..], &serde_ipld_dagcbor::to_vec(&receipt.body).unwrap()[..]);
+        let ipld_core::ipld::Ipld::Map(mut map) = ipld_core::serde::to_ipld(&receipt.body).unwrap() else { unreachable!() };
+        map.insert("signature".into(), ipld_core::ipld::Ipld::Bytes(receipt.signature.to_vec()));
+        prop_assert_eq!(&bytes, &serde_ipld_dagcbor::to_vec(&ipld_core::ipld::Ipld::Map(map)).unwrap());
         let back = Receipt::decode(&bytes).unwrap();
         prop_assert_eq!(&back, &receipt);
         prop_assert_eq!(back.cid(), receipt.cid());
