@@ -4,7 +4,8 @@
 //! `cargo run --release -p vouch-net --example bitswap_bench -- [MB]` (default 100). The Kubo legs need
 //! target/venv with kubo-python (see docs/bitswap.md) and are skipped without it.
 //! Each transfer is timed from the first want to the last verified block; node start-up and
-//! connection set-up are not timed. The receiving side keeps blocks in memory (Vouch) or writes
+//! connection set-up are not timed. The receiving side keeps blocks in memory (Vouch), or in its
+//! block store, committed and fsynced (the "stores on disk" leg, as the daemon does), or writes
 //! the file out (Kubo's `Download`).
 
 #[path = "../tests/it/kubo_proc.rs"]
@@ -41,6 +42,26 @@ async fn main() {
     drop(sink);
     println!("vouch->vouch  {mb} MB  {vv:7.3} s  {:7.1} MB/s", mb_s(vv));
 
+    // Vouch → Vouch with the daemon's block stores on disk: served from a store, received into
+    // a batch that is committed (fsynced) before the clock stops.
+    let stores = tempfile::tempdir().unwrap();
+    let served = vouch_store::Store::open(&stores.path().join("served")).unwrap();
+    let mut batch = served.batch().unwrap();
+    import_bytes(&Params::default(), &data, &mut batch).unwrap();
+    batch.commit().unwrap();
+    let (store_server, _ss) = Node::spawn(Config::new([3; 32]), Arc::new(served)).unwrap();
+    let received = vouch_store::Store::open(&stores.path().join("received")).unwrap();
+    let (store_client, _sc) = Node::spawn(Config::new([4; 32]), Arc::new(MemoryBlocks::default())).unwrap();
+    store_client.connect(store_server.listen_addrs().await.unwrap()[0].clone()).await.unwrap();
+    let started = Instant::now();
+    let mut batch = received.batch().unwrap();
+    store_client.fetch_dag(root, &mut batch, t).await.unwrap();
+    batch.pin(root);
+    batch.commit().unwrap();
+    let vs = started.elapsed().as_secs_f64();
+    println!("vouch->vouch, stores on disk  {mb} MB  {vs:7.3} s  {:7.1} MB/s", mb_s(vs));
+    drop((store_server, store_client));
+
     let Some(py) = kubo_proc::python() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("data.bin");
@@ -72,8 +93,9 @@ async fn main() {
     println!("vouch->kubo   {mb} MB  {vk:7.3} s  {:7.1} MB/s", mb_s(vk));
 
     println!(
-        "ratios to kubo->kubo: vouch->vouch {:.2}x  kubo->vouch {:.2}x  vouch->kubo {:.2}x",
+        "ratios to kubo->kubo: vouch->vouch {:.2}x (stores on disk {:.2}x)  kubo->vouch {:.2}x  vouch->kubo {:.2}x",
         kk / vv,
+        kk / vs,
         kk / kv,
         kk / vk
     );
