@@ -10,7 +10,7 @@ use crate::error::IoContext;
 
 /// Held until dropped (closing the descriptor releases the lock).
 pub(crate) struct FileLock {
-    file: Option<File>,
+    file: File,
 }
 
 fn flock(file: &File, op: libc::c_int) -> std::io::Result<bool> {
@@ -32,7 +32,7 @@ impl FileLock {
     pub(crate) fn shared(path: &Path) -> Result<FileLock, StoreError> {
         let f = open_lock_file(path)?;
         flock(&f, libc::LOCK_SH).at(path)?;
-        Ok(FileLock { file: Some(f) })
+        Ok(FileLock { file: f })
     }
 
     /// Exclusive lock without waiting: GC refuses to run beside an import.
@@ -43,7 +43,7 @@ impl FileLock {
                 "an import or pin is running on this store; run gc again when it ends".into(),
             ));
         }
-        Ok(FileLock { file: Some(f) })
+        Ok(FileLock { file: f })
     }
 
     /// Exclusive lock on an already-open file (a pack being written).
@@ -52,7 +52,7 @@ impl FileLock {
         if !flock(&dup, libc::LOCK_EX | libc::LOCK_NB).at(path)? {
             return Err(StoreError::Locked(format!("{} is locked by another writer", path.display())));
         }
-        Ok(FileLock { file: Some(dup) })
+        Ok(FileLock { file: dup })
     }
 
     /// Try to lock an existing file exclusively; `None` when someone else holds it.
@@ -62,7 +62,7 @@ impl FileLock {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StoreError::Io { path: path.to_path_buf(), source: e }),
         };
-        Ok(flock(&f, libc::LOCK_EX | libc::LOCK_NB).at(path)?.then_some(FileLock { file: Some(f) }))
+        Ok(flock(&f, libc::LOCK_EX | libc::LOCK_NB).at(path)?.then_some(FileLock { file: f }))
     }
 }
 
@@ -77,7 +77,7 @@ impl FileLock {
     /// gets one here; two writers racing to do that only make the token change, which is safe.
     pub(crate) fn gc_token(&self, path: &Path) -> Result<[u8; TOKEN_LEN], StoreError> {
         use std::os::unix::fs::FileExt;
-        let Some(file) = &self.file else { unreachable!("a held lock has its file") };
+        let file = &self.file;
         let mut token = [0u8; TOKEN_LEN];
         let mut got = 0;
         while got < TOKEN_LEN {
@@ -96,11 +96,10 @@ impl FileLock {
     /// that had none).
     pub(crate) fn new_gc_token(&self, path: &Path) -> Result<[u8; TOKEN_LEN], StoreError> {
         use std::os::unix::fs::FileExt;
-        let Some(file) = &self.file else { unreachable!("a held lock has its file") };
         let mut token = [0u8; TOKEN_LEN];
         getrandom::fill(&mut token)
             .map_err(|e| StoreError::Io { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) })?;
-        file.write_all_at(&token, 0).at(path)?;
+        self.file.write_all_at(&token, 0).at(path)?;
         Ok(token)
     }
 }
