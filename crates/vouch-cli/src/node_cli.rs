@@ -311,6 +311,7 @@ pub fn run_remote(
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
+    let job = spec.cid();
     let store = Arc::new(store);
     let bootstrap = if matches!(target, Target::Near(_)) { bootstrap_peers(home)? } else { Vec::new() };
     let (peer, answer) = rt.block_on(async {
@@ -330,7 +331,7 @@ pub fn run_remote(
             let answer = net
                 .request(peer, &body, fetch_timeout * 2 + wall + Duration::from_secs(60))
                 .await
-                .with_context(|| format!("sending job {} to {peer}", spec.cid()))?;
+                .with_context(|| format!("sending job {job} to {peer}"))?;
             anyhow::Ok((peer, JobResponse::decode(&answer).map_err(anyhow::Error::msg)?))
         }
         .await;
@@ -339,7 +340,7 @@ pub fn run_remote(
         result
     })?;
     let (receipt_cid, car) = match answer {
-        JobResponse::Refused { code, reason } => bail!("node {peer} refused job {}: {reason} ({code})", spec.cid()),
+        JobResponse::Refused { code, reason } => bail!("node {peer} refused job {job}: {reason} ({code})"),
         JobResponse::Receipt { receipt, car, .. } => (receipt, car),
     };
     // Every block hash-checked by the CAR reader; kept in memory until the receipt verifies.
@@ -347,13 +348,8 @@ pub fn run_remote(
     let bytes = vouch_node::jobs::read_answer_car(&car, &receipt_cid, &mut blocks).map_err(anyhow::Error::msg)?;
     let receipt = Receipt::decode(&bytes).with_context(|| format!("the answer of {peer}"))?;
     let b = &receipt.body;
-    if b.job != spec.cid() {
-        return Err(VerificationFailed(format!(
-            "{peer} answered with a receipt for job {}, not {}",
-            b.job,
-            spec.cid()
-        ))
-        .into());
+    if b.job != job {
+        return Err(VerificationFailed(format!("{peer} answered with a receipt for job {}, not {job}", b.job)).into());
     }
     let signer = vouch_node::peer_id_of(
         &ed25519_dalek::VerifyingKey::from_bytes(&b.node_key).context("the receipt's node key")?,

@@ -398,7 +398,7 @@ impl Jobs {
         keys: KeySources,
     ) -> Result<Cid, Refusal> {
         let job = spec.cid();
-        let result = self.run_inner(from, spec, timeout, keys).await;
+        let result = self.run_inner(job, from, spec, timeout, keys).await;
         match &result {
             Ok(receipt) => self.set(job, JobStatus::Done { receipt: *receipt }),
             Err(r) => {
@@ -409,14 +409,15 @@ impl Jobs {
         result
     }
 
+    /// [`run`](Self::run) for `job`, the CID of `spec`.
     async fn run_inner(
         &self,
+        job: Cid,
         from: Requester,
         spec: JobSpec,
         timeout: Duration,
         keys: KeySources,
     ) -> Result<Cid, Refusal> {
-        let job = spec.cid();
         let Some(executor) = self.executor.clone() else {
             return Err(Refusal::Policy("this node does not run jobs".into()));
         };

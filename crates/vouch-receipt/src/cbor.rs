@@ -78,6 +78,29 @@ fn head(out: &mut Vec<u8>, major: u8, n: u64) {
     }
 }
 
+/// The head of a map of `n` entries.
+pub(crate) fn map_head_into(out: &mut Vec<u8>, n: u64) {
+    head(out, MAJOR_MAP, n);
+}
+
+/// The entry count of the map `bytes` starts with, and the length of its head; `None` if
+/// `bytes` does not start with a definite-length map head.
+pub(crate) fn map_head(bytes: &[u8]) -> Option<(u64, usize)> {
+    let first = *bytes.first()?;
+    if first >> 5 != MAJOR_MAP {
+        return None;
+    }
+    let arg = |len: usize| Some((bytes.get(1..1 + len)?.iter().fold(0u64, |n, b| n << 8 | u64::from(*b)), 1 + len));
+    match first & 0x1f {
+        n @ 0..=23 => Some((n.into(), 1)),
+        24 => arg(1),
+        25 => arg(2),
+        26 => arg(4),
+        27 => arg(8),
+        _ => None,
+    }
+}
+
 impl Encoder {
     fn int(&mut self, v: i128) -> Result<()> {
         if v >= 0 {
@@ -419,6 +442,19 @@ mod tests {
 
     fn same<T: Serialize + ?Sized + fmt::Debug>(v: &T) {
         assert_eq!(ours(v), serde_ipld_dagcbor::to_vec(v).unwrap(), "{v:?}");
+    }
+
+    #[test]
+    fn map_heads_read_back() {
+        for n in [0u64, 1, 22, 23, 24, 255, 256, 65536, 1 << 32] {
+            let mut out = Vec::new();
+            map_head_into(&mut out, n);
+            assert_eq!(map_head(&out), Some((n, out.len())));
+        }
+        assert_eq!(map_head(&[]), None);
+        assert_eq!(map_head(&[0x80]), None, "an array");
+        assert_eq!(map_head(&[0xb9, 1]), None, "truncated");
+        assert_eq!(map_head(&[0xbf]), None, "indefinite length");
     }
 
     #[test]
